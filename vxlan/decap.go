@@ -1,6 +1,10 @@
 package vxlan
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"mflow/internal/csum"
+)
 
 // Reason is the verdict of Decap: Deliver, or why a frame is dropped. The set
 // is closed: every value below NumReasons has a stable metric label from
@@ -175,8 +179,8 @@ func (d *Decoder) Decap(frame []byte) (inner []byte, vni uint32, src [4]byte, r 
 	}
 	udp = udp[:ulen]
 	if c := udp.Checksum(); c != 0 {
-		acc := sum(udp, pseudoIPv4(src, ip.Dst(), ProtoUDP, ulen))
-		if fold(acc) != 0xFFFF {
+		acc := csum.Sum(udp, csum.PseudoIPv4(src, ip.Dst(), ProtoUDP, ulen))
+		if csum.Fold(acc) != 0xFFFF {
 			return nil, 0, src, DropUDPChecksum
 		}
 	}

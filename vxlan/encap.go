@@ -1,6 +1,10 @@
 package vxlan
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"mflow/internal/csum"
+)
 
 // Remote is where an encapsulated frame goes: the remote VTEP's underlay
 // address and the Ethernet address of the underlay next hop towards it.
@@ -89,8 +93,8 @@ func (e *Encoder) Encap(pkt []byte, vni uint32, to *Remote) bool {
 	vx[7] = 0
 
 	if e.UDPChecksum {
-		acc := sum(pkt[EthernetLen+IPv4MinLen:], pseudoIPv4(e.SrcIP, to.IP, ProtoUDP, udpLen))
-		c := ^fold(acc)
+		acc := csum.Sum(pkt[EthernetLen+IPv4MinLen:], csum.PseudoIPv4(e.SrcIP, to.IP, ProtoUDP, udpLen))
+		c := ^csum.Fold(acc)
 		if c == 0 {
 			c = 0xFFFF // zero means "no checksum" (RFC 768)
 		}

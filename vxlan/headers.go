@@ -1,6 +1,10 @@
 package vxlan
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"mflow/internal/csum"
+)
 
 // Lengths of the fixed headers, in bytes.
 const (
@@ -110,13 +114,13 @@ func (h IPv4) Dst() [4]byte { return [4]byte(h[16:20]) }
 // ChecksumValid reports whether the header checksum verifies over the
 // HeaderLen() bytes of the header.
 func (h IPv4) ChecksumValid() bool {
-	return fold(sum(h[:h.HeaderLen()], 0)) == 0xFFFF
+	return csum.Fold(csum.Sum(h[:h.HeaderLen()], 0)) == 0xFFFF
 }
 
 // SetChecksum computes and stores the header checksum.
 func (h IPv4) SetChecksum() {
 	h[10], h[11] = 0, 0
-	binary.BigEndian.PutUint16(h[10:12], ^fold(sum(h[:h.HeaderLen()], 0)))
+	binary.BigEndian.PutUint16(h[10:12], ^csum.Fold(csum.Sum(h[:h.HeaderLen()], 0)))
 }
 
 // UDP is a view of a UDP header; the slice must hold UDPLen bytes.

@@ -270,34 +270,6 @@ func TestReasonStrings(t *testing.T) {
 	}
 }
 
-func TestChecksum(t *testing.T) {
-	// RFC 1071 §3 example: the sum of these words is 0xddf2.
-	b := []byte{0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}
-	if got := fold(sum(b, 0)); got != 0xddf2 {
-		t.Fatalf("sum = %#x, want 0xddf2", got)
-	}
-	// Any length and alignment: compare with a plain 16-bit loop.
-	data := make([]byte, 301)
-	for i := range data {
-		data[i] = byte(i*7 + 3)
-	}
-	for n := 0; n <= len(data); n++ {
-		var ref uint32
-		for i := 0; i+1 < n; i += 2 {
-			ref += uint32(data[i])<<8 | uint32(data[i+1])
-		}
-		if n%2 == 1 {
-			ref += uint32(data[n-1]) << 8
-		}
-		for ref>>16 != 0 {
-			ref = ref>>16 + ref&0xFFFF
-		}
-		if got := fold(sum(data[:n], 0)); uint32(got) != ref && !(got == 0xFFFF && ref == 0) && !(got == 0 && ref == 0xFFFF) {
-			t.Fatalf("n=%d: sum %#x, reference %#x", n, got, ref)
-		}
-	}
-}
-
 func TestZeroAllocs(t *testing.T) {
 	enc := testEncoder()
 	enc.UDPChecksum = true
