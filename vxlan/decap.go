@@ -6,8 +6,8 @@ import (
 	"mflow/internal/csum"
 )
 
-// Reason is the verdict of Decap: Deliver, or why a frame is dropped. The set
-// is closed: every value below NumReasons has a stable metric label from
+// Reason is the verdict on a received frame: Deliver, or why it is dropped.
+// The set is closed: every value below NumReasons has a stable metric label from
 // String, so counters can be kept in an array indexed by Reason.
 type Reason uint8
 
@@ -52,6 +52,15 @@ const (
 	// address, or all zeros; no station can send from it.
 	DropInnerSrcMAC
 
+	// The two reasons below are policy, not wire format: Decap never
+	// returns them; the VTEP's per-network check (which VNIs exist, which
+	// remote VTEPs may send to them) does.
+
+	// DropUnknownVNI: the VNI is not one of the configured networks.
+	DropUnknownVNI
+	// DropPeer: the outer source is not a configured peer of the VNI.
+	DropPeer
+
 	// NumReasons is the number of verdicts, for arrays indexed by Reason.
 	NumReasons
 )
@@ -71,6 +80,8 @@ var reasonNames = [NumReasons]string{
 	DropInnerShort:  "short_inner_frame",
 	DropInnerVLAN:   "inner_vlan_tag",
 	DropInnerSrcMAC: "bad_inner_source_mac",
+	DropUnknownVNI:  "unknown_vni",
+	DropPeer:        "peer_not_allowed",
 }
 
 // String returns the reason's metric label, e.g. "short_frame".

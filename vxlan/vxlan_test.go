@@ -128,7 +128,7 @@ func TestDecapDropReasons(t *testing.T) {
 			seen[got] = true
 		})
 	}
-	for r := Reason(0); r < NumReasons; r++ {
+	for r := Reason(0); r < DropUnknownVNI; r++ {
 		if !seen[r] {
 			t.Errorf("no case produces %v", r)
 		}
