@@ -1,0 +1,80 @@
+package dataplane
+
+import (
+	"encoding/binary"
+
+	"mflow/steer"
+	"mflow/vxlan"
+)
+
+// Stage is one step of per-packet work that a worker applies to a batch in
+// place (decap, a checksum, later GRO).
+//
+// Before the first stage, every frame i < b.N has Out[i] == Frames[i] and
+// Reason[i] == vxlan.Deliver. A stage looks only at frames i < b.N whose
+// Reason is still vxlan.Deliver; it may narrow Out[i] to a sub-slice, set
+// VNI[i] and Hash[i], or drop the frame by setting Reason[i]. It must not
+// reorder frames or keep references to them. Workers call Process
+// concurrently, so a Stage must be safe for concurrent use.
+type Stage interface {
+	Process(b *steer.Batch)
+}
+
+// DecapStage validates and decapsulates VxLAN frames: Out[i] becomes the
+// inner Ethernet frame (a sub-slice, no copy), VNI[i] its network, and a
+// malformed frame is dropped with the decoder's verdict as reason.
+//
+// The zero value is usable (the zero vxlan.Decoder: port 4789). It is safe
+// for concurrent use as long as Decoder is not modified.
+type DecapStage struct {
+	Decoder vxlan.Decoder
+}
+
+// Process decapsulates every frame of b that is still to be delivered.
+func (s *DecapStage) Process(b *steer.Batch) {
+	for i := range b.N {
+		if b.Reason[i] != vxlan.Deliver {
+			continue
+		}
+		inner, vni, _, r := s.Decoder.Decap(b.Out[i])
+		b.Out[i], b.VNI[i], b.Reason[i] = inner, vni, r
+	}
+}
+
+// ChecksumStage is a synthetic CPU-heavy stage for benchmarks and tests: it
+// computes a 32-bit one's-complement checksum of each frame's Out Rounds
+// times (at least once) and stores it in Hash[i]. It drops nothing.
+//
+// The zero value is usable (one round). It is safe for concurrent use.
+type ChecksumStage struct {
+	Rounds int
+}
+
+// Process checksums every frame of b that is still to be delivered.
+func (s *ChecksumStage) Process(b *steer.Batch) {
+	rounds := max(s.Rounds, 1)
+	for i := range b.N {
+		if b.Reason[i] != vxlan.Deliver {
+			continue
+		}
+		var h uint32
+		for r := range rounds {
+			h = checksum(b.Out[i], uint64(h)+uint64(r))
+		}
+		b.Hash[i] = h
+	}
+}
+
+func checksum(p []byte, acc uint64) uint32 {
+	for len(p) >= 4 {
+		acc += uint64(binary.BigEndian.Uint32(p))
+		p = p[4:]
+	}
+	for _, c := range p {
+		acc += uint64(c)
+	}
+	for acc>>32 != 0 {
+		acc = acc>>32 + acc&0xFFFFFFFF
+	}
+	return uint32(acc)
+}
