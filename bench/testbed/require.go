@@ -1,0 +1,60 @@
+package testbed
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Capability numbers from linux/capability.h.
+const (
+	capNetAdmin = 12
+	capSysAdmin = 21
+	capBPF      = 39
+)
+
+// RequirePrivileges skips tb unless the process can create network
+// namespaces, configure links and load BPF programs: effective uid 0 or the
+// capabilities CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF (CAP_SYS_ADMIN
+// implies CAP_BPF on kernels before 5.8).
+func RequirePrivileges(tb testing.TB) {
+	tb.Helper()
+	if ok, why := privileged(); !ok {
+		tb.Skipf("needs root (CAP_NET_ADMIN, CAP_BPF): run as root (%s)", why)
+	}
+}
+
+// privileged reports whether the effective capability set holds what the
+// testbed needs, and if not, why.
+func privileged() (bool, string) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		if os.Geteuid() == 0 {
+			return true, ""
+		}
+		return false, "not root and cannot read /proc/self/status"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "CapEff:")
+		if !ok {
+			continue
+		}
+		caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			return false, "cannot parse CapEff"
+		}
+		has := func(c uint) bool { return caps&(1<<c) != 0 }
+		switch {
+		case !has(capNetAdmin):
+			return false, "missing CAP_NET_ADMIN"
+		case !has(capSysAdmin):
+			return false, "missing CAP_SYS_ADMIN"
+		}
+		return true, ""
+	}
+	if os.Geteuid() == 0 {
+		return true, ""
+	}
+	return false, "not root"
+}

@@ -1,0 +1,62 @@
+package testbed
+
+import "net"
+
+// Names and addresses of the DESIGN §8 topology built by [Build].
+//
+//	ns Peer (remote host)                 ns Host (local host)                     ns Ctr (container)
+//	vxlan42 VNI 42, local 192.0.2.2 ─wire─ uplink0 192.0.2.1 ── (mflow or vxlan42) ── br42 ── vethctr0 ══ ctr0 10.42.0.2
+//	10.42.0.1/24 on vxlan42         wire0
+const (
+	PeerWire     = "wire0"    // peer's end of the wire veth
+	HostUplink   = "uplink0"  // host's end of the wire veth (mflow's uplink)
+	VxLANDev     = "vxlan42"  // kernel VxLAN device (peer; host in HostVxLAN mode)
+	Bridge       = "br42"     // bridge in host
+	HostCtrVeth  = "vethctr0" // host's end of the container veth, on Bridge
+	CtrDev       = "ctr0"     // container's interface
+	VNI          = 42
+	VxLANPort    = 4789
+	WireMTU      = 1500
+	OverlayMTU   = 1450
+	UnderlayBits = 24
+	OverlayBits  = 24
+)
+
+// Addresses of the topology.
+var (
+	PeerUnderlayIP = net.IPv4(192, 0, 2, 2).To4()
+	HostUnderlayIP = net.IPv4(192, 0, 2, 1).To4()
+	PeerOverlayIP  = net.IPv4(10, 42, 0, 1).To4()
+	CtrOverlayIP   = net.IPv4(10, 42, 0, 2).To4()
+)
+
+// Options configures Build. The zero value builds the mflow topology (no
+// VxLAN device in host) with one queue per wire end.
+type Options struct {
+	// Prefix starts the namespace names, "<Prefix>-peer-<random6>" and so
+	// on; empty means "mflow".
+	Prefix string
+	// HostVxLAN creates the kernel's vxlan42 in host, attached to br42: the
+	// kernel baseline. Otherwise host has no VxLAN device and mflow's TAP
+	// goes on br42 (see Topology.AttachToBridge).
+	HostVxLAN bool
+	// WireQueues is the number of rx and tx queues of both wire ends (one
+	// AF_XDP socket per queue); 0 means 1.
+	WireQueues int
+	// KeepIPv6 leaves IPv6 on in the namespaces; by default it is turned off
+	// so that no neighbour discovery or MLD traffic disturbs packet counts.
+	KeepIPv6 bool
+}
+
+// Topology is a built testbed. Close removes it; Close is idempotent and
+// safe to call from another goroutine (a signal handler) while the
+// topology is in use, after which the namespaces' methods fail with
+// ErrClosed.
+type Topology struct {
+	Peer, Host, Ctr *NS
+	// Options as given to Build, with defaults filled in.
+	Options Options
+	// PeerWireMAC and HostUplinkMAC are the wire ends' MAC addresses (each
+	// side has the other in its neighbour table as a permanent entry).
+	PeerWireMAC, HostUplinkMAC net.HardwareAddr
+}
