@@ -1,0 +1,453 @@
+// Package config decodes and validates mflow's YAML configuration
+// (DESIGN §6).
+//
+// Data flow: Load reads a file and hands its bytes to Parse. Parse decodes
+// the YAML strictly (go.yaml.in/yaml/v3 with KnownFields: an unknown key, a
+// duplicate key or a value of the wrong type is an error naming its line)
+// into a Config that already holds the defaults, so that absent keys keep
+// them; then it runs Validate, the static checks (ranges, enums, addresses,
+// duplicates, cross-field rules). Every validation error names the field by
+// its path (for example "networks[1].vni") and, when the Config came from
+// YAML, the line it is on. Facts that only the host knows (the uplink MTU,
+// its queue count, the CPUs) are checked separately by CheckHost, which
+// `mflow check` and `mflow run` call once they have looked them up.
+// Effective prints the configuration with every default filled in, as YAML.
+//
+// All errors from Parse, Validate and CheckHost wrap ErrInvalid, so a caller
+// can map them to one exit code with errors.Is.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults applied to keys that the file leaves out.
+const (
+	DefaultPort         = 4789
+	DefaultXDPMode      = XDPAuto
+	DefaultPolicy       = PolicyMicroflow
+	DefaultBatch        = 256
+	DefaultWorkers      = 2
+	DefaultMetricsAddr  = "127.0.0.1:9469"
+	DefaultReservedBits = ReservedIgnore
+	DefaultDeviceType   = DeviceTAP
+	DefaultDeviceMTU    = 1450
+	DefaultLogLevel     = "info"
+	DefaultLogFormat    = "text"
+
+	// Overhead is the VxLAN encapsulation overhead in bytes (outer Ethernet
+	// 14 + IPv4 20 + UDP 8 + VxLAN 8): an inner MTU may be at most the uplink
+	// MTU minus Overhead.
+	Overhead = 50
+	// MaxVNI is the largest 24-bit VxLAN network identifier.
+	MaxVNI = 1<<24 - 1
+	// MaxBatch bounds steering.batch; larger micro-flows only cost memory.
+	MaxBatch = 1 << 16
+	// MinMTU is the smallest device MTU accepted (the IPv4 minimum).
+	MinMTU = 68
+	// MaxMTU is the largest device MTU accepted.
+	MaxMTU = 65535 - Overhead
+)
+
+// ErrInvalid is wrapped by every error that reports a problem with the
+// configuration itself (syntax, schema, value, or a mismatch with the host),
+// as opposed to an error reading the file.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the whole configuration. The zero value is not valid; build one
+// with Default, Parse or Load. A Config is not modified by its methods and
+// may be read concurrently.
+type Config struct {
+	Uplink   Uplink    `yaml:"uplink"`
+	VTEP     VTEP      `yaml:"vtep"`
+	Networks []Network `yaml:"networks"`
+	Steering Steering  `yaml:"steering"`
+	Metrics  Metrics   `yaml:"metrics"`
+	Log      Log       `yaml:"log"`
+
+	// root is the parsed YAML document, kept to find the line of a field
+	// path in validation errors; nil for a Config built in Go.
+	root *yaml.Node
+}
+
+// Uplink is the NIC that carries the underlay traffic.
+type Uplink struct {
+	// Interface is the uplink's name, e.g. "eth1". Required.
+	Interface string `yaml:"interface"`
+	// Queues are the receive queues to attach AF_XDP sockets to.
+	Queues Queues `yaml:"queues"`
+	// XDPMode chooses how the XDP program is attached.
+	XDPMode XDPMode `yaml:"xdp_mode"`
+}
+
+// VTEP is the local VxLAN tunnel endpoint.
+type VTEP struct {
+	// Address is the local VTEP's IPv4 address (on the uplink). Required.
+	Address string `yaml:"address"`
+	// Port is the UDP destination port of VxLAN (default 4789).
+	Port int `yaml:"port"`
+	// ReservedBits says what to do with a VxLAN header whose reserved bits
+	// are set: "ignore" (RFC 7348: receivers ignore them) or "drop".
+	ReservedBits ReservedPolicy `yaml:"reserved_bits"`
+}
+
+// Network is one VNI and the local device its frames are delivered to.
+type Network struct {
+	// VNI is the 24-bit VxLAN network identifier.
+	VNI int64 `yaml:"vni"`
+	// Device is the local sink/source of the network's inner frames.
+	Device Device `yaml:"device"`
+	// Peers are the remote VTEPs accepted from and flooded to (IPv4).
+	Peers []string `yaml:"peers"`
+}
+
+// Device is a network's local device.
+type Device struct {
+	// Type is the device kind: "tap" (created or adopted by mflow) or "veth"
+	// (an existing veth, written with AF_XDP TX).
+	Type DeviceType `yaml:"type"`
+	// Name is the interface name (at most 15 bytes). Required.
+	Name string `yaml:"name"`
+	// Bridge, when set, is the bridge the device is attached to.
+	Bridge string `yaml:"bridge,omitempty"`
+	// MTU is the device (inner) MTU; 0 or absent means 1450. It must not
+	// exceed the uplink MTU minus Overhead (checked by CheckHost).
+	MTU int `yaml:"mtu"`
+}
+
+// Steering chooses how received packets are spread over workers.
+type Steering struct {
+	// Policy is one of single, flow, pipeline, microflow (DESIGN §4).
+	Policy Policy `yaml:"policy"`
+	// Batch is the micro-flow length in packets (microflow) and the
+	// largest batch any stage handles.
+	Batch int `yaml:"batch"`
+	// Workers is the number of worker goroutines. The default is a fixed 2
+	// (not derived from the CPU count, so that the same file behaves the
+	// same on every host); policy single always uses one worker.
+	Workers int `yaml:"workers"`
+	// CPUs optionally pins the dispatcher and the workers to CPUs.
+	CPUs *CPUs `yaml:"cpus,omitempty"`
+}
+
+// CPUs pins goroutines to CPUs (optional; nil fields mean "not pinned").
+type CPUs struct {
+	// Dispatcher is the CPU of the dispatcher goroutine, if pinned.
+	Dispatcher *int `yaml:"dispatcher,omitempty"`
+	// Workers lists one CPU per worker, if pinned; its length must equal
+	// steering.workers.
+	Workers []int `yaml:"workers,omitempty"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is the ip:port of the /metrics endpoint (default
+	// 127.0.0.1:9469, loopback). An explicit empty string disables it.
+	Listen string `yaml:"listen"`
+}
+
+// Log configures the daemon's structured log (log/slog).
+type Log struct {
+	// Level is one of debug, info, warn, error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// XDPMode is how the XDP program is attached to the uplink.
+type XDPMode string
+
+// XDP attach modes.
+const (
+	XDPAuto    XDPMode = "auto"    // native if the driver supports it, else generic
+	XDPNative  XDPMode = "native"  // driver mode; fail if unsupported
+	XDPGeneric XDPMode = "generic" // skb mode; always available, slow
+)
+
+// Policy is a steering policy (DESIGN §4).
+type Policy string
+
+// Steering policies.
+const (
+	PolicySingle    Policy = "single"
+	PolicyFlow      Policy = "flow"
+	PolicyPipeline  Policy = "pipeline"
+	PolicyMicroflow Policy = "microflow"
+)
+
+// ReservedPolicy is the treatment of VxLAN headers with reserved bits set.
+type ReservedPolicy string
+
+// Reserved-bits policies.
+const (
+	ReservedIgnore ReservedPolicy = "ignore"
+	ReservedDrop   ReservedPolicy = "drop"
+)
+
+// DeviceType is the kind of a network's local device.
+type DeviceType string
+
+// Device types.
+const (
+	DeviceTAP  DeviceType = "tap"
+	DeviceVeth DeviceType = "veth"
+)
+
+// Queues is the set of uplink receive queues: all of them (All) or the
+// listed ones. In YAML it is the word "all" or a list of queue numbers.
+// The zero value (neither All nor a list) does not validate; Default sets
+// All.
+type Queues struct {
+	All  bool
+	List []int
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (q *Queues) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!str" && n.Value == "all" {
+			*q = Queues{All: true}
+			return nil
+		}
+		return fmt.Errorf("line %d: uplink.queues: want \"all\" or a list of queue numbers, got %q", n.Line, n.Value)
+	case yaml.SequenceNode:
+		list := make([]int, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := strconv.Atoi(c.Value)
+			if c.Kind != yaml.ScalarNode || c.Tag != "!!int" || err != nil {
+				return fmt.Errorf("line %d: uplink.queues: queue number %q is not an integer", c.Line, c.Value)
+			}
+			list = append(list, v)
+		}
+		*q = Queues{List: list}
+		return nil
+	}
+	return fmt.Errorf("line %d: uplink.queues: want \"all\" or a list of queue numbers", n.Line)
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (q Queues) MarshalYAML() (any, error) {
+	if q.All || len(q.List) == 0 {
+		return "all", nil
+	}
+	return q.List, nil
+}
+
+// Default returns a configuration with every default set and no uplink,
+// VTEP address or networks (so it does not validate until those are set).
+func Default() *Config {
+	return &Config{
+		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
+		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits},
+		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers},
+		Metrics:  Metrics{Listen: DefaultMetricsAddr},
+		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+	}
+}
+
+// Load reads and parses the configuration file at path (see Parse).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes one YAML document strictly, applies the defaults and runs
+// Validate. Errors name the line and the field path (for a syntax error,
+// the line only); they wrap ErrInvalid.
+func Parse(data []byte) (*Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: empty document", ErrInvalid)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, cleanYAMLError(err, data))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: line %d: more than one YAML document", ErrInvalid, extra.Line)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil { // cannot fail after Decode succeeded
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	c.root = &root
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Messages of the YAML decoder that name a line: an unknown key, and a
+// value of the wrong type (the value is cut to 7 bytes and "..." when long).
+var (
+	lineMsg      = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	wrongType    = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into ")
+)
+
+// cleanYAMLError drops the "yaml: " prefixes of the decoder's messages,
+// rewords unknown keys, and adds the field path after the line number when
+// the node the message is about can be found.
+func cleanYAMLError(err error, data []byte) error {
+	msgs := []string{err.Error()}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	var root yaml.Node
+	haveRoot := yaml.Unmarshal(data, &root) == nil
+	for i, m := range msgs {
+		m = strings.TrimPrefix(m, "yaml: ")
+		sub := lineMsg.FindStringSubmatch(m)
+		if sub == nil {
+			msgs[i] = m
+			continue
+		}
+		line, _ := strconv.Atoi(sub[1])
+		rest := sub[2]
+		var path string
+		if u := unknownField.FindStringSubmatch(rest); u != nil {
+			rest = fmt.Sprintf("unknown key %q", u[1])
+			if haveRoot {
+				path = findPath(&root, line, u[1], "", "")
+			}
+		} else if w := wrongType.FindStringSubmatch(rest); w != nil && haveRoot {
+			path = findPath(&root, line, "", w[1], w[2])
+		}
+		if path != "" {
+			msgs[i] = fmt.Sprintf("line %d: %s: %s", line, path, rest)
+		} else {
+			msgs[i] = fmt.Sprintf("line %d: %s", line, rest)
+		}
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// findPath returns the path ("a.b[2].c") of the node on line that is
+// either the mapping key named key, or a value with the given tag whose
+// value starts with value (value may end in "..."); "" if none is found.
+func findPath(root *yaml.Node, line int, key, tag, value string) string {
+	value = strings.TrimSuffix(value, "...")
+	match := func(n *yaml.Node) bool {
+		return n.Line == line && key == "" && n.Tag == tag && strings.HasPrefix(n.Value, value)
+	}
+	var walk func(n *yaml.Node, path string) string
+	walk = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p := walk(c, path); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if key != "" && k.Line == line && k.Value == key {
+					return p
+				}
+				if q := walk(v, p); q != "" { // the deepest match wins
+					return q
+				}
+				if match(v) {
+					return p
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if q := walk(c, p); q != "" {
+					return q
+				}
+				if match(c) {
+					return p
+				}
+			}
+		}
+		return ""
+	}
+	return walk(root, "")
+}
+
+// applyDefaults fills the per-element defaults that cannot be preset before
+// decoding (list elements are created by the decoder).
+func (c *Config) applyDefaults() {
+	for i := range c.Networks {
+		d := &c.Networks[i].Device
+		if d.Type == "" {
+			d.Type = DefaultDeviceType
+		}
+		if d.MTU == 0 {
+			d.MTU = DefaultDeviceMTU
+		}
+	}
+}
+
+// Effective returns the configuration with every default filled in, as YAML.
+func (c *Config) Effective() string {
+	cc := *c
+	cc.Networks = append([]Network(nil), c.Networks...)
+	cc.applyDefaults()
+	var b strings.Builder
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(&cc); err != nil { // only plain types: cannot happen
+		return "# marshalling config: " + err.Error() + "\n"
+	}
+	enc.Close()
+	return b.String()
+}
+
+// String returns Effective().
+func (c *Config) String() string { return c.Effective() }
+
+// Addr returns the VTEP address; it is valid after Validate succeeded.
+func (v VTEP) Addr() netip.Addr {
+	a, _ := netip.ParseAddr(v.Address)
+	return a
+}
+
+// PeerAddrs returns the parsed peer addresses; they are valid after
+// Validate succeeded.
+func (n Network) PeerAddrs() []netip.Addr {
+	out := make([]netip.Addr, 0, len(n.Peers))
+	for _, p := range n.Peers {
+		a, err := netip.ParseAddr(p)
+		if err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// VNI24 returns the VNI as a uint32; it is in range after Validate
+// succeeded.
+func (n Network) VNI24() uint32 { return uint32(n.VNI) & MaxVNI }
+
+// Enabled reports whether the metrics endpoint is to be served.
+func (m Metrics) Enabled() bool { return m.Listen != "" }
