@@ -1,0 +1,200 @@
+package tap
+
+import "encoding/binary"
+
+// Coalescing (the decap sink's side of TSO): consecutive TCP/IPv4 segments
+// of one flow, as they come out of the VxLAN decapsulation, are merged into
+// one super-frame with a virtio header of GSO type TCPv4, so that the
+// kernel takes many segments with one write(2). The kernel accepts the
+// super-frame as if a NIC had done GRO: delivered locally it is one skb;
+// forwarded (bridge, veth) it is kept as GSO or re-segmented by the kernel.
+//
+// A segment joins the run in progress when it carries the same Ethernet
+// header, IPv4 addresses, TOS, TTL and DF flag, TCP ports, acknowledgement
+// number and options as the run's first segment, starts at the run's next
+// sequence number, carries at most the first segment's payload length
+// (all but the last segment carry exactly that), has only ACK (and PSH on
+// the last segment) among its flags, and has valid IPv4 and TCP checksums:
+// the inner checksum is VxLAN's only end-to-end integrity check, so a
+// corrupted segment is written on its own for the kernel to drop, never
+// folded into a super-frame whose checksum the kernel would trust.
+
+const (
+	maxCoalesceIP = 65535 // largest IPv4 total length of a super-frame
+	maxCoalesce   = 64    // most segments in one super-frame
+	// coalesceArena is the size of the buffer super-frames are built in:
+	// room for several 64 KiB super-frames per batch.
+	coalesceArena = 256 << 10
+)
+
+// segInfo is what the coalescer needs of one TCP/IPv4 segment.
+type segInfo struct {
+	thl     int    // TCP header length
+	payload int    // TCP payload length
+	seq     uint32 // sequence number
+	flags   byte
+}
+
+// parseSegment returns the segment's info, its length without Ethernet
+// padding, and whether it may be coalesced at all (TCP/IPv4 without IP
+// options or fragmentation, DF set, ACK and optionally PSH, non-empty
+// payload, valid checksums).
+func parseSegment(frame []byte) (s segInfo, tot int, ok bool) {
+	if len(frame) < 14+20+20 || frame[12] != 0x08 || frame[13] != 0x00 {
+		return s, 0, false
+	}
+	ip := frame[14:]
+	if ip[0] != 0x45 || ip[9] != protoTCP {
+		return s, 0, false
+	}
+	if ff := binary.BigEndian.Uint16(ip[6:]); ff&0x4000 == 0 || ff&0x3fff != 0 { // DF set; not a fragment
+		return s, 0, false
+	}
+	tot = int(binary.BigEndian.Uint16(ip[2:]))
+	if tot < 40 || tot > len(ip) {
+		return s, 0, false
+	}
+	tcp := ip[20:tot]
+	s.thl = int(tcp[12]>>4) * 4
+	if s.thl < 20 || s.thl > len(tcp) {
+		return s, 0, false
+	}
+	s.payload = len(tcp) - s.thl
+	s.flags = tcp[13]
+	s.seq = binary.BigEndian.Uint32(tcp[4:])
+	if s.payload == 0 || s.flags&^tcpFlagPSH != 0x10 { // ACK, optionally PSH; nothing else
+		return s, 0, false
+	}
+	if fold(sum(ip[:20], 0)) != 0xffff {
+		return s, 0, false
+	}
+	ps := sum(ip[12:20], 0) + protoTCP + uint32(len(tcp))
+	if fold(sum(tcp, ps)) != 0xffff {
+		return s, 0, false
+	}
+	return s, 14 + tot, true
+}
+
+// sameFlow reports whether segment b (with header length thl) may follow
+// run head a: equal Ethernet header, IPv4 TOS, DF, TTL and addresses, TCP
+// ports, ack and options.
+func sameFlow(a, b []byte, thl int) bool {
+	if int(a[14+20+12]>>4)*4 != thl {
+		return false
+	}
+	return string(a[:14]) == string(b[:14]) && // Ethernet
+		a[15] == b[15] && // TOS (DSCP+ECN)
+		a[20] == b[20] && // DF (checked set) and reserved bit
+		a[22] == b[22] && // TTL
+		string(a[26:34]) == string(b[26:34]) && // addresses
+		string(a[34:38]) == string(b[34:38]) && // ports
+		string(a[42:46]) == string(b[42:46]) && // ack
+		string(a[54:34+thl]) == string(b[54:34+thl]) // options
+}
+
+// coalescer plans the writes of one batch: it appends to out the packets
+// to write, each with its virtio header, copying runs of two or more
+// segments into arena and pointing at the caller's buffers otherwise. It is
+// owned by one writer and reused across batches; it allocates only while
+// its slices grow to the largest batch seen.
+type coalescer struct {
+	arena []byte
+	used  int
+	out   []wpkt
+}
+
+// wpkt is one packet to write: virtio header + frame, and the number and
+// bytes of the frames it carries (for the counters).
+type wpkt struct {
+	pkt    []byte
+	frames int
+	bytes  int
+}
+
+// plan fills c.out for frames bufs[i][offset:] (offset >= VirtioNetHdrLen;
+// the header room before each frame is overwritten). It stops early, with
+// the number of frames planned, when the arena is full; the caller writes
+// c.out and calls plan again for the rest.
+func (c *coalescer) plan(bufs [][]byte, offset int) int {
+	c.out = c.out[:0]
+	c.used = 0
+	i := 0
+	for i < len(bufs) {
+		f := bufs[i][offset:]
+		s, _, ok := parseSegment(f)
+		if !ok || s.flags&tcpFlagPSH != 0 {
+			c.single(bufs[i], offset, len(f))
+			i++
+			continue
+		}
+		// Gather the run that starts at i.
+		mss := s.payload
+		ipTot := 20 + s.thl + s.payload
+		next := s.seq + uint32(s.payload)
+		j := i + 1
+		last := false
+		for ; j < len(bufs) && !last && j-i < maxCoalesce; j++ {
+			g := bufs[j][offset:]
+			t, _, ok := parseSegment(g)
+			if !ok || t.seq != next || t.payload > mss || t.thl != s.thl || ipTot+t.payload > maxCoalesceIP || !sameFlow(f, g, s.thl) {
+				break
+			}
+			ipTot += t.payload
+			next += uint32(t.payload)
+			last = t.payload < mss || t.flags&tcpFlagPSH != 0
+		}
+		if j-i == 1 {
+			c.single(bufs[i], offset, len(f))
+			i++
+			continue
+		}
+		need := VirtioNetHdrLen + 14 + ipTot
+		if len(c.arena)-c.used < need {
+			if len(c.out) > 0 {
+				return i // write what is planned, then come back
+			}
+			c.arena = make([]byte, max(need, 2*len(c.arena)))
+		}
+		c.run(bufs[i:j], offset, s.thl, ipTot, mss)
+		i = j
+	}
+	return i
+}
+
+// single plans frame bufs[i][offset:offset+n] as is, with a zero header.
+func (c *coalescer) single(b []byte, offset, n int) {
+	clear(b[offset-VirtioNetHdrLen : offset])
+	c.out = append(c.out, wpkt{pkt: b[offset-VirtioNetHdrLen : offset+n], frames: 1, bytes: n})
+}
+
+// run copies the segments into the arena as one super-frame.
+func (c *coalescer) run(segs [][]byte, offset, thl, ipTot, mss int) {
+	hdr := 14 + 20 + thl
+	p := c.arena[c.used : c.used+VirtioNetHdrLen+14+ipTot]
+	h := VirtioNetHdr{Flags: FlagNeedsCsum, GSOType: GSOTCPv4, HdrLen: uint16(hdr), GSOSize: uint16(mss), CsumStart: 34, CsumOffset: 16}
+	h.Encode(p)
+	f := p[VirtioNetHdrLen:]
+	first := segs[0][offset:]
+	copy(f, first[:hdr])
+	w := hdr
+	var bytes int
+	var flags byte
+	for _, b := range segs {
+		s := b[offset:]
+		tot := 14 + int(binary.BigEndian.Uint16(s[16:]))
+		w += copy(f[w:], s[hdr:tot])
+		bytes += tot
+		flags |= s[14+20+13]
+	}
+	ip := f[14:]
+	binary.BigEndian.PutUint16(ip[2:], uint16(ipTot))
+	ip[10], ip[11] = 0, 0
+	binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip[:20], 0)))
+	tcp := ip[20:]
+	tcp[13] |= flags & tcpFlagPSH
+	// NEEDS_CSUM: the field holds the pseudo-header sum for the kernel (or
+	// a NIC) to complete.
+	binary.BigEndian.PutUint16(tcp[16:], fold(sum(ip[12:20], 0)+protoTCP+uint32(ipTot-20)))
+	c.out = append(c.out, wpkt{pkt: p, frames: len(segs), bytes: bytes})
+	c.used += len(p)
+}
