@@ -1,0 +1,198 @@
+// Package metrics exports mflow's counters (DESIGN §7) in the Prometheus
+// text format and reads them back for `mflow stats`.
+//
+// Data flow:
+//
+//	dataplane counters ──SnapshotFunc──► Collector (one Snapshot per scrape)
+//	   ──► prometheus.Registry ──► Server: GET /metrics on metrics.listen
+//	   ──► Scrape (HTTP + expfmt text parser) ──► Families ──► Snapshot again
+//	   ──► WriteTable (the `mflow stats` table, with the conservation check)
+//
+// The dataplane fills a Snapshot; this package knows nothing of its
+// internals. Every metric of one scrape comes from one Snapshot, so the
+// conservation property (received = delivered + dropped + in flight, per
+// direction) holds in every scrape as long as the SnapshotFunc returns a
+// consistent Snapshot; Snapshot.Check tests it.
+package metrics
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Directions of the dataplane, used as the "direction" label.
+const (
+	// Decap: frames received on the uplink (AF_XDP rx), decapsulated and
+	// delivered to the networks' devices.
+	Decap = "decap"
+	// Encap: frames read from the networks' devices, encapsulated and
+	// transmitted on the uplink (AF_XDP tx).
+	Encap = "encap"
+)
+
+// Counter is a packet and byte count.
+type Counter struct {
+	Packets uint64
+	Bytes   uint64
+}
+
+// Drop counts the packets dropped in one direction for one reason.
+type Drop struct {
+	// Direction is Decap or Encap.
+	Direction string
+	// Reason is a stable snake_case label, e.g. "unknown_vni".
+	Reason  string
+	Packets uint64
+}
+
+// Flow is the packet accounting of one direction. Conservation:
+// Received.Packets == Delivered.Packets + dropped + InFlight, where
+// dropped sums the Snapshot's Drops of this direction.
+type Flow struct {
+	// Received counts the packets that entered the direction: taken from
+	// the uplink's rx ring (decap) or read from a device (encap, after
+	// segmentation of super-frames).
+	Received Counter
+	// Delivered counts the packets that left it: written to a device
+	// (decap) or handed to the uplink's tx ring (encap).
+	Delivered Counter
+	// InFlight is the number of packets inside the stages (dispatcher,
+	// workers, merger, sink queues) at the snapshot.
+	InFlight uint64
+}
+
+// Network is the per-VNI accounting.
+type Network struct {
+	VNI    uint32
+	Device string
+	// Delivered counts decapsulated frames written to Device.
+	Delivered Counter
+	// Transmitted counts frames of Device encapsulated and sent.
+	Transmitted Counter
+}
+
+// UMEM is the ownership of one AF_XDP socket's UMEM frames (DESIGN §3):
+// Free + Fill + RX + Stages + TX + Completion == Size.
+type UMEM struct {
+	Queue      int
+	Size       uint64 // frames in the UMEM
+	Free       uint64 // on the dataplane's free list
+	Fill       uint64 // in the fill ring
+	RX         uint64 // in the rx ring
+	Stages     uint64 // in flight in the stages
+	TX         uint64 // in the tx ring
+	Completion uint64 // in the completion ring
+}
+
+// Sum returns the frames accounted for in all states.
+func (u UMEM) Sum() uint64 { return u.Free + u.Fill + u.RX + u.Stages + u.TX + u.Completion }
+
+// XSK holds the kernel's statistics of one AF_XDP socket
+// (XDP_STATISTICS). These packets never reached the dataplane, so they are
+// not part of the conservation property.
+type XSK struct {
+	Queue         int
+	RxDropped     uint64
+	RxInvalid     uint64
+	TxInvalid     uint64
+	RxRingFull    uint64
+	FillRingEmpty uint64
+	TxRingEmpty   uint64
+}
+
+// Snapshot is a consistent copy of the dataplane's counters at one
+// instant. The zero value is an idle dataplane. A Snapshot is a plain value
+// and may be copied; the collector does not keep it.
+type Snapshot struct {
+	// Decap and Encap are the two directions' accounting.
+	Decap, Encap Flow
+	// Drops lists the drop counters; the pair (Direction, Reason) is
+	// unique. Reasons with zero drops may be listed (so that they appear
+	// in the exposition from the start) or left out.
+	Drops []Drop
+	// Workers[i] counts the packets processed by worker i.
+	Workers []uint64
+	// MicroflowsDispatched counts the batches (micro-flows) the dispatcher
+	// handed to workers, empty ones included.
+	MicroflowsDispatched uint64
+	// MergerWaits counts the times the merger waited for the next sequence
+	// number.
+	MergerWaits uint64
+	// Networks is the per-VNI accounting (optional).
+	Networks []Network
+	// UMEM is the frame ownership per AF_XDP socket.
+	UMEM []UMEM
+	// XSK is the kernel's per-socket statistics (optional).
+	XSK []XSK
+	// Interface and XDPMode name the uplink and the XDP attach mode in use
+	// ("native", "generic"); XDPMode "" leaves mflow_xdp_mode_info out.
+	Interface string
+	XDPMode   string
+}
+
+// Dropped returns the sum of the drops of direction dir.
+func (s *Snapshot) Dropped(dir string) uint64 {
+	var n uint64
+	for _, d := range s.Drops {
+		if d.Direction == dir {
+			n += d.Packets
+		}
+	}
+	return n
+}
+
+// Flow returns the accounting of direction dir (Decap or Encap).
+func (s *Snapshot) Flow(dir string) Flow {
+	if dir == Encap {
+		return s.Encap
+	}
+	return s.Decap
+}
+
+// Check verifies the invariants of the snapshot: conservation in both
+// directions (received = delivered + dropped + in flight), the UMEM
+// ownership sums, and unique drop labels. It returns nil or an error naming
+// the first violation.
+func (s *Snapshot) Check() error {
+	for _, dir := range []string{Decap, Encap} {
+		f := s.Flow(dir)
+		if d := s.Dropped(dir); f.Received.Packets != f.Delivered.Packets+d+f.InFlight {
+			return fmt.Errorf("checking conservation: %s: received %d != delivered %d + dropped %d + in flight %d",
+				dir, f.Received.Packets, f.Delivered.Packets, d, f.InFlight)
+		}
+	}
+	for _, u := range s.UMEM {
+		if u.Sum() != u.Size {
+			return fmt.Errorf("checking UMEM of queue %d: free %d + fill %d + rx %d + stages %d + tx %d + completion %d = %d, size %d",
+				u.Queue, u.Free, u.Fill, u.RX, u.Stages, u.TX, u.Completion, u.Sum(), u.Size)
+		}
+	}
+	seen := map[[2]string]bool{}
+	for _, d := range s.Drops {
+		k := [2]string{d.Direction, d.Reason}
+		if seen[k] {
+			return fmt.Errorf("checking drops: %s/%s listed twice", d.Direction, d.Reason)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// sortDrops orders drops by direction then reason (for stable output).
+func sortDrops(d []Drop) {
+	slices.SortFunc(d, func(a, b Drop) int {
+		if a.Direction != b.Direction {
+			if a.Direction < b.Direction {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.Reason < b.Reason:
+			return -1
+		case a.Reason > b.Reason:
+			return 1
+		}
+		return 0
+	})
+}
