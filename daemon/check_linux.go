@@ -1,0 +1,157 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"mflow/bpf"
+	"mflow/config"
+)
+
+// Check is the outcome of one host check of `mflow check`.
+type Check struct {
+	Name   string // what was checked
+	OK     bool
+	Detail string // what was found, or what to do about it
+}
+
+// CheckHost verifies that this host can run cfg: capabilities, memlock,
+// AF_XDP and TUN support, the uplink (present, MTU, queues), that the XDP
+// program loads, and that the configured XDP mode attaches. It changes
+// nothing lasting: the attach test detaches at once (the program passes
+// everything that is not VxLAN for our VTEP, and nothing is bound to
+// receive VxLAN, so that passes too). Run it in the namespace the daemon
+// will serve.
+func CheckHost(cfg *config.Config) []Check {
+	var out []Check
+	add := func(name string, err error, ok string) {
+		if err != nil {
+			out = append(out, Check{Name: name, Detail: err.Error()})
+		} else {
+			out = append(out, Check{Name: name, OK: true, Detail: ok})
+		}
+	}
+	add("capabilities", checkCaps(), "CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF")
+	add("memlock", checkMemlock(), "RLIMIT_MEMLOCK is unlimited or can be raised")
+	add("AF_XDP sockets", checkSocket(unix.AF_XDP, unix.SOCK_RAW), "socket(AF_XDP) works")
+	_, err := os.Stat("/dev/net/tun")
+	add("TUN/TAP", err, "/dev/net/tun present")
+
+	link, err := netlink.LinkByName(cfg.Uplink.Interface)
+	if err != nil {
+		add("uplink", fmt.Errorf("interface %s: %w", cfg.Uplink.Interface, err), "")
+		return out
+	}
+	a := link.Attrs()
+	add("uplink", nil, fmt.Sprintf("%s: index %d, MTU %d, %d rx queues, %s", a.Name, a.Index, a.MTU, a.NumRxQueues, a.OperState))
+	add("config against host", cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: max(a.NumRxQueues, 1), NumCPU: runtime.NumCPU()}),
+		"MTUs, queues and CPUs fit")
+	hasAddr := false
+	if addrs, err := netlink.AddrList(link, unix.AF_INET); err == nil {
+		for _, ad := range addrs {
+			if ip, ok := netip.AddrFromSlice(ad.IP); ok && ip.Unmap() == cfg.VTEP.Addr() {
+				hasAddr = true
+			}
+		}
+	}
+	var addrErr error
+	if !hasAddr {
+		addrErr = fmt.Errorf("%s is not configured on %s: the kernel will not answer ARP for it", cfg.VTEP.Address, a.Name)
+	}
+	add("VTEP address", addrErr, cfg.VTEP.Address+" is on "+a.Name)
+
+	prog, err := bpf.Load(bpf.Config{VTEPs: []netip.Addr{cfg.VTEP.Addr()}, Port: uint16(cfg.VTEP.Port), Queues: max(a.NumRxQueues, 1)})
+	add("XDP program", err, "loads and verifies")
+	if err != nil {
+		return out
+	}
+	defer prog.Close()
+	mode, err := bpf.ParseMode(string(cfg.Uplink.XDPMode))
+	if err != nil {
+		add("XDP attach", err, "")
+		return out
+	}
+	att, err := prog.Attach(a.Index, mode)
+	if err != nil {
+		add("XDP attach", fmt.Errorf("%s mode on %s: %w", mode, a.Name, err), "")
+		return out
+	}
+	got := att.Mode()
+	add("XDP attach", att.Close(), fmt.Sprintf("%s mode requested, %s mode works on %s", mode, got, a.Name))
+	return out
+}
+
+func checkSocket(domain, typ int) error {
+	fd, err := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	return unix.Close(fd)
+}
+
+// Capability numbers (linux/capability.h).
+const (
+	capNetAdmin = 12
+	capNetRaw   = 13
+	capIPCLock  = 14
+	capSysAdmin = 21
+	capBPF      = 39
+)
+
+// effectiveCaps returns the process's effective capability sets.
+func effectiveCaps() ([2]unix.CapUserData, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	err := unix.Capget(&hdr, &data[0])
+	return data, err
+}
+
+func hasCap(c uint) bool {
+	data, err := effectiveCaps()
+	return err == nil && data[c/32].Effective&(1<<(c%32)) != 0
+}
+
+func checkCaps() error {
+	if _, err := effectiveCaps(); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	has := hasCap
+	var missing []string
+	for _, c := range []struct {
+		n    uint
+		name string
+	}{{capNetAdmin, "CAP_NET_ADMIN"}, {capNetRaw, "CAP_NET_RAW"}} {
+		if !has(c.n) {
+			missing = append(missing, c.name)
+		}
+	}
+	// CAP_BPF, or CAP_SYS_ADMIN, which implies it.
+	if !has(capSysAdmin) && !has(capBPF) {
+		missing = append(missing, "CAP_BPF (or CAP_SYS_ADMIN)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %v: run as root or grant them (see examples/mflow.service)", missing)
+	}
+	return nil
+}
+
+func checkMemlock() error {
+	var r unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &r); err != nil {
+		return fmt.Errorf("read RLIMIT_MEMLOCK: %w", err)
+	}
+	if r.Cur == unix.RLIM_INFINITY || r.Max == unix.RLIM_INFINITY || hasCap(capIPCLock) {
+		return nil
+	}
+	const need = 64 << 20 // a few UMEMs of 8 MiB plus BPF maps
+	if r.Max < need {
+		return errors.New("RLIMIT_MEMLOCK hard limit is below 64 MiB and cannot be raised, and CAP_IPC_LOCK is missing: set LimitMEMLOCK=infinity (systemd) or ulimit -l unlimited")
+	}
+	return nil
+}

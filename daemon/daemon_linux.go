@@ -1,0 +1,380 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"mflow/bpf"
+	"mflow/config"
+	"mflow/dataplane"
+	"mflow/metrics"
+	"mflow/steer"
+	"mflow/tap"
+	"mflow/vxlan"
+	"mflow/xsk"
+)
+
+// Options are the parts of a daemon that do not come from the config file.
+// The zero value runs in the caller's network namespace and logs to
+// slog.Default().
+type Options struct {
+	// Enter, when set, runs fn in the network namespace the daemon serves
+	// (on a locked thread) and returns its error. Every kernel object the
+	// daemon creates (XDP link, sockets, TAPs, netlink handles) is made
+	// inside it. `mflow demo` and the tests use it to run the daemon
+	// in-process for a namespace of the testbed.
+	Enter func(fn func() error) error
+	// Logger receives the daemon's structured log.
+	Logger *slog.Logger
+	// Frames is the UMEM size of each socket in frames; 0 means
+	// xsk.DefaultNumFrames.
+	Frames int
+}
+
+// Daemon is a configured VTEP. Create it with New, then call Run once; Run
+// tears everything down when it returns. Snapshot is safe for concurrent
+// use at any time; the other methods are not.
+type Daemon struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	enter func(func() error) error
+
+	uplinkName  string
+	uplinkIndex int
+	uplinkMTU   int
+	uplinkMAC   [6]byte
+	queues      []int
+	vtep        [4]byte
+
+	prog  *bpf.Program
+	att   *bpf.Attachment
+	socks []*xsk.Socket
+
+	nets   []*network
+	byVNI  map[uint32]*network
+	taps   []*tap.Device
+	tapMu  []sync.Mutex // one writer at a time per TAP
+	fdb    vxlan.FDB
+	neigh  *neighbours
+	stage  *networkStage
+	policy steer.Policy
+
+	enginesMu sync.Mutex
+	engines   []*dataplane.Engine
+	tx        txCounters
+	xdpMode   bpf.Mode
+	started   time.Time
+	tapsOnce  sync.Once
+	stopping  atomic.Bool      // the transmit loops are to end
+	down      atomic.Bool      // set once teardown released the sockets
+	final     metrics.Snapshot // the last snapshot, taken before teardown
+}
+
+// Exit codes of `mflow run`, documented in the README: errors from New
+// wrap ErrConfig or ErrSetup so that the command can tell them apart.
+var (
+	// ErrConfig: the configuration does not fit the host (MTU, queues,
+	// CPUs).
+	ErrConfig = errors.New("configuration does not fit the host")
+	// ErrSetup: a kernel object could not be created.
+	ErrSetup = errors.New("setup failed")
+)
+
+// New sets up everything the configuration asks for. On error, whatever
+// it had created is removed again.
+func New(cfg *config.Config, o Options) (d *Daemon, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	d = &Daemon{cfg: cfg, log: o.Logger, enter: o.Enter, byVNI: map[uint32]*network{}}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	if d.enter == nil {
+		d.enter = func(fn func() error) error {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			return fn()
+		}
+	}
+	pol, err := steer.ParsePolicy(string(cfg.Steering.Policy))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	d.policy = pol
+	d.vtep = cfg.VTEP.Addr().As4()
+	for i, n := range cfg.Networks {
+		nw := newNetwork(n.VNI24(), i, n.Device.Name, n.PeerAddrs())
+		d.nets = append(d.nets, nw)
+		d.byVNI[nw.vni] = nw
+	}
+	defer func() {
+		if err != nil {
+			d.teardown()
+			d = nil
+		}
+	}()
+	err = d.enter(func() error { return d.setup(o) })
+	if err != nil {
+		return d, err
+	}
+	d.stage = &networkStage{
+		dec:      vxlan.Decoder{Port: uint16(cfg.VTEP.Port), Reserved: reservedPolicy(cfg.VTEP.ReservedBits)},
+		networks: d.byVNI,
+		fdb:      &d.fdb,
+		clock:    coarseClock,
+	}
+	for _, n := range d.nets {
+		d.fdb.SetFlood(n.vni, n.flood)
+	}
+	return d, nil
+}
+
+func reservedPolicy(p config.ReservedPolicy) vxlan.ReservedPolicy {
+	if p == config.ReservedDrop {
+		return vxlan.ReservedStrict
+	}
+	return vxlan.ReservedIgnore
+}
+
+// coarseClock returns Unix seconds, the FDB's clock.
+func coarseClock() int64 { return time.Now().Unix() }
+
+// setup runs inside the served namespace.
+func (d *Daemon) setup(o Options) error {
+	cfg := d.cfg
+	link, err := netlink.LinkByName(cfg.Uplink.Interface)
+	if err != nil {
+		return fmt.Errorf("%w: find uplink %s: %w", ErrSetup, cfg.Uplink.Interface, err)
+	}
+	a := link.Attrs()
+	d.uplinkName, d.uplinkIndex, d.uplinkMTU = a.Name, a.Index, a.MTU
+	copy(d.uplinkMAC[:], a.HardwareAddr)
+	nq := max(a.NumRxQueues, 1)
+	if err := cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: nq, NumCPU: runtime.NumCPU()}); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if cfg.Uplink.Queues.All || len(cfg.Uplink.Queues.List) == 0 {
+		for q := 0; q < nq; q++ {
+			d.queues = append(d.queues, q)
+		}
+	} else {
+		d.queues = append(d.queues, cfg.Uplink.Queues.List...)
+	}
+	maxQ := 0
+	for _, q := range d.queues {
+		maxQ = max(maxQ, q)
+	}
+
+	d.prog, err = bpf.Load(bpf.Config{
+		VTEPs:  []netip.Addr{cfg.VTEP.Addr()},
+		Port:   uint16(cfg.VTEP.Port),
+		Queues: maxQ + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: load XDP program: %w", ErrSetup, err)
+	}
+	for _, q := range d.queues {
+		s, err := xsk.Open(d.uplinkIndex, q, xsk.Options{NumFrames: o.Frames})
+		if err != nil {
+			return fmt.Errorf("%w: open AF_XDP socket on %s queue %d: %w", ErrSetup, d.uplinkName, q, err)
+		}
+		d.socks = append(d.socks, s)
+		if err := d.prog.Register(q, s.FD()); err != nil {
+			return fmt.Errorf("%w: register socket of queue %d: %w", ErrSetup, q, err)
+		}
+		d.log.Info("AF_XDP socket bound", "interface", d.uplinkName, "queue", q, "zerocopy", s.ZeroCopy())
+	}
+	mode, err := bpf.ParseMode(string(cfg.Uplink.XDPMode))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	d.att, err = d.prog.Attach(d.uplinkIndex, mode)
+	if err != nil {
+		return fmt.Errorf("%w: attach XDP program to %s (%s mode): %w", ErrSetup, d.uplinkName, mode, err)
+	}
+	d.xdpMode = d.att.Mode()
+	d.log.Info("XDP program attached", "interface", d.uplinkName, "mode", d.xdpMode.String())
+
+	d.tapMu = make([]sync.Mutex, len(cfg.Networks))
+	for _, n := range cfg.Networks {
+		mtu := n.Device.MTU
+		if mtu == 0 {
+			mtu = config.DefaultDeviceMTU
+		}
+		t, err := tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge})
+		if err != nil {
+			return fmt.Errorf("%w: open TAP %s: %w", ErrSetup, n.Device.Name, err)
+		}
+		d.taps = append(d.taps, t)
+		d.log.Info("TAP ready", "device", t.Name(), "vni", n.VNI, "bridge", n.Device.Bridge,
+			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String())
+	}
+
+	d.neigh, err = newNeighbours(d.uplinkIndex)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	var peers [][4]byte
+	for _, n := range d.nets {
+		peers = append(peers, n.flood...)
+	}
+	if missing := d.neigh.resolve(peers, 3*time.Second); len(missing) > 0 {
+		// Not fatal: a peer may come up later; its frames are dropped
+		// (no_neighbour) until it answers ARP.
+		d.log.Warn("underlay neighbours not resolved yet", "peers", fmt.Sprint(missing))
+	}
+	return nil
+}
+
+// Run serves until ctx is cancelled, then drains and tears everything
+// down. It returns nil after a clean shutdown.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = time.Now()
+	engCtx, stopEngines := context.WithCancel(context.Background())
+	defer stopEngines()
+	cfg := d.cfg
+	var wg sync.WaitGroup
+	errs := make(chan error, len(d.socks)+len(d.taps))
+
+	for i, s := range d.socks {
+		ecfg := dataplane.Config{
+			Policy:  d.policy,
+			Workers: cfg.Steering.Workers,
+			Batch:   cfg.Steering.Batch,
+			Stages:  []dataplane.Stage{d.stage},
+		}
+		if d.policy == steer.Single {
+			ecfg.Workers = 1
+		}
+		if c := cfg.Steering.CPUs; c != nil && i == 0 {
+			aff := &dataplane.Affinity{Dispatcher: dataplane.NoCPU, Output: dataplane.NoCPU}
+			if c.Dispatcher != nil {
+				aff.Dispatcher = *c.Dispatcher
+			}
+			aff.Workers = c.Workers
+			ecfg.Affinity = aff
+		}
+		e, err := dataplane.New(newXSKSource(s, cfg.Steering.Batch), newTAPSink(d, cfg.Steering.Batch), ecfg)
+		if err != nil {
+			d.teardown()
+			return fmt.Errorf("create engine for queue %d: %w", d.queues[i], err)
+		}
+		d.enginesMu.Lock()
+		d.engines = append(d.engines, e)
+		d.enginesMu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.Run(engCtx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("engine of queue %d: %w", d.queues[i], err)
+			}
+		}()
+	}
+	var txWG sync.WaitGroup
+	for i := range d.taps {
+		txWG.Add(1)
+		go func() {
+			defer txWG.Done()
+			d.encapLoop(i)
+		}()
+	}
+	refresh := time.NewTicker(10 * time.Second)
+	defer refresh.Stop()
+	d.log.Info("mflow running", "policy", d.policy.String(), "workers", cfg.Steering.Workers,
+		"batch", cfg.Steering.Batch, "queues", fmt.Sprint(d.queues))
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errs:
+			runErr = err
+			break loop
+		case <-refresh.C:
+			d.neigh.refresh()
+			d.fdb.Expire(coarseClock() - 300)
+		}
+	}
+	d.log.Info("stopping: detaching XDP, draining")
+	// 1. Stop receiving: frames already in the rx rings are still drained.
+	if d.att != nil {
+		if err := d.att.Close(); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("detach XDP program: %w", err))
+		}
+		d.att = nil
+	}
+	// 2. Drain the engines.
+	stopEngines()
+	wg.Wait()
+	// 3. Stop the transmit loops by closing the TAPs (they also
+	// disappear if we created them).
+	d.closeTAPs()
+	txWG.Wait()
+	st := d.Snapshot()
+	d.log.Info("drained",
+		"decap_received", st.Decap.Received.Packets, "decap_delivered", st.Decap.Delivered.Packets,
+		"decap_dropped", st.Dropped(metrics.Decap), "encap_received", st.Encap.Received.Packets,
+		"encap_transmitted", st.Encap.Delivered.Packets, "encap_dropped", st.Dropped(metrics.Encap))
+	d.teardown()
+	return runErr
+}
+
+// closeTAPs closes every TAP once; a TAP mflow created disappears.
+func (d *Daemon) closeTAPs() {
+	d.stopping.Store(true)
+	d.tapsOnce.Do(func() {
+		for i, t := range d.taps {
+			d.tapMu[i].Lock()
+			if err := t.Close(); err != nil {
+				d.log.Warn("closing TAP", "device", t.Name(), "err", err)
+			}
+			d.tapMu[i].Unlock()
+		}
+	})
+}
+
+// teardown releases every kernel object still held; it is safe to call
+// on a partly set up daemon and more than once.
+func (d *Daemon) teardown() {
+	if d.att != nil {
+		d.att.Close()
+		d.att = nil
+	}
+	d.closeTAPs()
+	if !d.down.Load() {
+		d.final = d.Snapshot()
+		d.down.Store(true)
+	}
+	for _, s := range d.socks {
+		if err := s.Close(); err != nil {
+			d.log.Warn("closing AF_XDP socket", "err", err)
+		}
+	}
+	if d.prog != nil {
+		d.prog.Close()
+		d.prog = nil
+	}
+	if d.neigh != nil {
+		d.neigh.close()
+		d.neigh = nil
+	}
+}
+
+// Close releases everything New set up, for a daemon whose Run is never
+// called. Run does this itself.
+func (d *Daemon) Close() { d.teardown() }
+
+// XDPMode returns the mode the XDP program was attached in.
+func (d *Daemon) XDPMode() bpf.Mode { return d.xdpMode }

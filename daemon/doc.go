@@ -1,0 +1,29 @@
+// Package daemon is the running VTEP: it turns a configuration into the
+// kernel objects and goroutines of mflow and runs them until told to stop.
+//
+// Setup (New), in the caller's network namespace or the one Options.Enter
+// switches to:
+//
+//	uplink (netlink) ─► XDP program loaded and attached (bpf) ─► one AF_XDP
+//	socket per queue (xsk), registered in the program's XSKMAP ─► one TAP per
+//	network (tap), on its bridge ─► neighbour entries of the peers resolved
+//
+// Run, per uplink queue, one receive engine (dataplane.Engine):
+//
+//	xsk socket ─► dispatcher ─► workers: vxlan.Decap, VNI and peer check,
+//	FDB learning ─► merger ─► sink: the VNI's TAP
+//
+// and, per network, one transmit loop:
+//
+//	TAP read (super-frames segmented by tap) into UMEM frames with headroom
+//	─► FDB lookup (unicast) or the VNI's flood list ─► vxlan.Encoder ─►
+//	AF_XDP transmit on queue 0's socket
+//
+// Shutdown (cancelling Run's context): the engines stop reading and drain,
+// the transmit loops stop, the XDP program is detached, the sockets and the
+// TAP devices mflow created are closed and removed. Every frame received
+// ends delivered, dropped with a reason, or back in its socket.
+//
+// The package is dataplane's wiring with the kernel; it holds no packet
+// logic of its own beyond the per-network checks of its stage.
+package daemon

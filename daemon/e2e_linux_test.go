@@ -1,0 +1,267 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"mflow/bench/gen"
+	"mflow/bench/testbed"
+	"mflow/bench/traffic"
+	"mflow/config"
+	"mflow/metrics"
+)
+
+// testConfig is the daemon's configuration for the DESIGN §8 testbed.
+func testConfig(t testing.TB, policy string, workers, batch int) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+uplink: {interface: %s, xdp_mode: auto}
+vtep: {address: %s, port: %d}
+networks:
+  - vni: %d
+    device: {type: tap, name: mflow42, bridge: %s, mtu: %d}
+    peers: [%s]
+steering: {policy: %s, workers: %d, batch: %d}
+metrics: {listen: ""}
+`, testbed.HostUplink, testbed.HostUnderlayIP, testbed.VxLANPort, testbed.VNI, testbed.Bridge,
+		testbed.OverlayMTU, testbed.PeerUnderlayIP, policy, workers, batch)))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return cfg
+}
+
+// running is a daemon serving the host namespace of a testbed.
+type running struct {
+	topo     *testbed.Topology
+	baseline int // goroutines before the daemon started
+	d        *Daemon
+	stop     context.CancelFunc
+	done     chan error
+}
+
+func startDaemon(t *testing.T, cfg *config.Config) *running {
+	t.Helper()
+	testbed.RequirePrivileges(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mft"})
+	if err != nil {
+		t.Fatalf("build testbed: %v", err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	baseline := runtime.NumGoroutine()
+	d, err := New(cfg, Options{Enter: topo.Host.Do, Logger: log})
+	if err != nil {
+		t.Fatalf("start daemon: %v", err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	r := &running{topo: topo, baseline: baseline, d: d, stop: stop, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(runCtx) }()
+	t.Cleanup(func() { r.shutdown(t) })
+	return r
+}
+
+// shutdown stops the daemon and returns Run's error; it is idempotent.
+func (r *running) shutdown(t *testing.T) error {
+	r.stop()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			close(r.done)
+			return err
+		}
+		return nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon did not stop within 20s")
+	}
+	return nil
+}
+
+var (
+	peerOverlay = netip.MustParseAddr("10.42.0.1")
+	ctrOverlay  = netip.MustParseAddr("10.42.0.2")
+)
+
+func TestE2EPing(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "microflow", 2, 256))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := traffic.Ping(ctx, r.topo.Ctr, peerOverlay, 5, 20*time.Millisecond, 2*time.Second)
+	if err != nil || p.Received != p.Sent {
+		t.Fatalf("ping container → peer: %+v, %v", p, err)
+	}
+	p, err = traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 5, 20*time.Millisecond, 2*time.Second)
+	if err != nil || p.Received != p.Sent {
+		t.Fatalf("ping peer → container: %+v, %v", p, err)
+	}
+	if err := r.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	s := r.d.Snapshot()
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("decap %+v encap %+v", s.Decap, s.Encap)
+	// No goroutine of the daemon survives Run.
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > r.baseline && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > r.baseline {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after Run, %d before New:\n%s", n, r.baseline, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestE2ETCP(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "microflow", 2, 256))
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	const size = 50 << 20
+	res, err := traffic.TCPStream(ctx, r.topo.Peer, r.topo.Ctr, ctrOverlay, time.Minute, size)
+	if err != nil || !res.Verified || res.Bytes != size {
+		t.Fatalf("TCP peer → container: %+v, %v", res, err)
+	}
+	t.Logf("peer → container: %d bytes in %v, %.2f Gbit/s, hash verified", res.Bytes, res.Duration, res.Gbps)
+	res, err = traffic.TCPStream(ctx, r.topo.Ctr, r.topo.Peer, peerOverlay, time.Minute, size)
+	if err != nil || !res.Verified || res.Bytes != size {
+		t.Fatalf("TCP container → peer: %+v, %v", res, err)
+	}
+	t.Logf("container → peer: %d bytes in %v, %.2f Gbit/s, hash verified", res.Bytes, res.Duration, res.Gbps)
+	if err := r.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	s := r.d.Snapshot()
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("decap %+v encap %+v", s.Decap, s.Encap)
+}
+
+func TestE2EUDPOrder(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "microflow", 2, 256))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Warm the ARP entries so that the stream does not start with a
+	// resolution.
+	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 1, 0, 2*time.Second); err != nil || p.Received != 1 {
+		t.Fatalf("ping: %+v %v", p, err)
+	}
+	res, err := traffic.UDPStream(ctx, r.topo.Peer, r.topo.Ctr, ctrOverlay, traffic.UDPOptions{Size: 1000, Duration: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("UDP peer → container: %+v", res)
+	if res.Received == 0 || res.OutOfOrder != 0 || res.Duplicates != 0 {
+		t.Fatalf("UDP stream through microflow with 2 workers: %+v; want no reordering", res)
+	}
+	s := r.d.Snapshot()
+	if s.MicroflowsDispatched < 2 || len(s.Workers) != 2 || s.Workers[0] == 0 || s.Workers[1] == 0 {
+		t.Fatalf("both workers must have carried the stream: %+v, %d micro-flows", s.Workers, s.MicroflowsDispatched)
+	}
+}
+
+// dropOf returns the drop counter of one direction and reason.
+func dropOf(s metrics.Snapshot, dir, reason string) uint64 {
+	for _, d := range s.Drops {
+		if d.Direction == dir && d.Reason == reason {
+			return d.Packets
+		}
+	}
+	return 0
+}
+
+// TestE2EPolicyDrops sends VxLAN frames for an unknown VNI and from a VTEP
+// that is not a peer: both are dropped and counted under their reasons.
+func TestE2EPolicyDrops(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "microflow", 2, 32))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	inner := &gen.FrameSpec{
+		SrcMAC: net.HardwareAddr{2, 0x42, 0, 0, 0, 9}, DstMAC: net.HardwareAddr{2, 0x42, 0, 0, 0, 8},
+		SrcIP: peerOverlay, DstIP: ctrOverlay, SrcPort: 1000, DstPort: 2000,
+	}
+	send := func(src netip.Addr, vni uint32, n uint64) {
+		t.Helper()
+		f, err := gen.BuildFrame(gen.FrameSpec{
+			SrcMAC: r.topo.PeerWireMAC, DstMAC: r.topo.HostUplinkMAC,
+			SrcIP: src, DstIP: netip.MustParseAddr("192.0.2.1"), SrcPort: 50000,
+			VNI: vni, Inner: inner, Size: 128,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := gen.Run(ctx, r.topo.Peer, testbed.PeerWire, f.Data, gen.Options{Count: n})
+		if err != nil || st.Sent != n {
+			t.Fatalf("generator: %+v, %v", st, err)
+		}
+	}
+	send(netip.MustParseAddr("192.0.2.2"), 99, 100)
+	send(netip.MustParseAddr("192.0.2.9"), testbed.VNI, 70)
+	// The counters settle once the frames went through the pipeline.
+	deadline := time.Now().Add(5 * time.Second)
+	var s metrics.Snapshot
+	for time.Now().Before(deadline) {
+		s = r.d.Snapshot()
+		if s.Decap.Received.Packets >= 170 && s.Decap.InFlight == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := dropOf(s, metrics.Decap, "unknown_vni"); got != 100 {
+		t.Errorf("unknown_vni drops = %d, want 100", got)
+	}
+	if got := dropOf(s, metrics.Decap, "peer_not_allowed"); got != 70 {
+		t.Errorf("peer_not_allowed drops = %d, want 70", got)
+	}
+	if err := s.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestE2EARPFlooding checks that the first ARP request of the container,
+// with an empty FDB, reaches the peer by flooding, and that the answer
+// teaches the FDB where the peer's MAC lives.
+func TestE2EARPFlooding(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "microflow", 2, 256))
+	if n := r.d.fdb.Len(); n != 0 {
+		t.Fatalf("FDB starts with %d entries", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if p, err := traffic.Ping(ctx, r.topo.Ctr, peerOverlay, 1, 0, 3*time.Second); err != nil || p.Received != 1 {
+		t.Fatalf("ping: %+v %v", p, err)
+	}
+	peerMAC, err := r.topo.Peer.HWAddr(testbed.VxLANDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var learned net.HardwareAddr
+	err = r.topo.Ctr.Do(func() error {
+		list, err := netlink.NeighList(0, netlink.FAMILY_V4)
+		for _, n := range list {
+			if n.IP.Equal(net.IP(peerOverlay.AsSlice())) {
+				learned = n.HardwareAddr
+			}
+		}
+		return err
+	})
+	if err != nil || !bytes.Equal(learned, peerMAC) {
+		t.Fatalf("container's ARP entry for %v: %v (err %v), want the peer's %v", peerOverlay, learned, err, peerMAC)
+	}
+	if vtep, ok := r.d.fdb.Lookup(testbed.VNI, [6]byte(peerMAC)); !ok || vtep != [4]byte{192, 0, 2, 2} {
+		t.Fatalf("FDB entry of the peer's MAC: %v %v", vtep, ok)
+	}
+}

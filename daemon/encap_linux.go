@@ -1,0 +1,187 @@
+package daemon
+
+import (
+	"errors"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"mflow/vxlan"
+	"mflow/xsk"
+)
+
+// Transmit-side drop reasons: every frame read from a TAP is transmitted or
+// dropped under one of these (segmentation drops are the TAP's own, see
+// tap.Reason).
+const (
+	txNoNeighbour = iota // the next hop's MAC is not resolved (yet)
+	txNoFrame            // no free UMEM frame for a flood copy
+	txRingFull           // the tx ring stayed full
+	txTooBig             // the frame does not fit a UMEM frame with headroom
+	txNoPeer             // flooding, but the network has no peers
+	numTxReasons
+)
+
+var txReasonNames = [numTxReasons]string{"no_neighbour", "umem_exhausted", "tx_ring_full", "frame_too_big", "no_peer"}
+
+// txCounters are the transmit side's counters, shared by the encap loops.
+type txCounters struct {
+	frames, bytes atomic.Uint64 // handed to the tx ring
+	copies        atomic.Uint64 // extra copies flooding made (or tried to)
+	drops         [numTxReasons]atomic.Uint64
+}
+
+// txBatch is how many frames one encap loop reads from its TAP at a time.
+const txBatch = 64
+
+// encapLoop moves frames from TAP i to the uplink until the TAP is closed.
+// It owns its descriptors between Alloc and Transmit; whatever it holds when
+// it stops goes back with Free.
+func (d *Daemon) encapLoop(i int) {
+	t := d.taps[i]
+	n := d.nets[i]
+	s := d.socks[0]
+	enc := vxlan.Encoder{SrcMAC: d.uplinkMAC, SrcIP: d.vtep, Port: uint16(d.cfg.VTEP.Port), Seed: 0x6d666c77}
+	descs := make([]xsk.Desc, txBatch)
+	bufs := make([][]byte, txBatch)
+	sizes := make([]int, txBatch)
+	out := make([]xsk.Desc, 0, 2*txBatch)
+	extra := make([]xsk.Desc, 1)
+	frameSize := s.Options().FrameSize
+	var held int // descs[:held] are allocated and unused
+	defer func() {
+		if held > 0 {
+			s.Free(descs[:held])
+		}
+	}()
+	for {
+		s.Complete()
+		if held < txBatch {
+			held += s.Alloc(descs[held:])
+		}
+		if held == 0 {
+			// Every frame is in flight; wait for completions.
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		for k := range held {
+			bufs[k] = s.Frame(descs[k])
+		}
+		m, err := t.Read(bufs[:held], sizes[:held], vxlan.Overhead)
+		if err != nil && m == 0 {
+			if d.stopping.Load() || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			d.log.Warn("reading TAP", "device", t.Name(), "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		out = out[:0]
+		var queued [txBatch]bool
+		for k := range m {
+			size := vxlan.Overhead + sizes[k]
+			if size > frameSize {
+				d.tx.drops[txTooBig].Add(1)
+				continue
+			}
+			pkt := bufs[k][:size]
+			dst := vxlan.Ethernet(pkt[vxlan.Overhead:]).Dst()
+			if dst[0]&1 == 0 {
+				if vtep, ok := d.fdb.Lookup(n.vni, dst); ok {
+					if d.encapTo(&enc, pkt, n.vni, vtep) {
+						out = append(out, xsk.Desc{Addr: descs[k].Addr, Len: uint32(size)})
+						queued[k] = true
+					}
+					continue
+				}
+			}
+			// Broadcast, multicast or unknown unicast: one copy per
+			// peer, the original to the last.
+			peers := d.fdb.Flood(n.vni)
+			if len(peers) == 0 {
+				d.tx.drops[txNoPeer].Add(1)
+			}
+			for p, vtep := range peers {
+				target := pkt
+				desc := xsk.Desc{Addr: descs[k].Addr, Len: uint32(size)}
+				if p < len(peers)-1 {
+					d.tx.copies.Add(1)
+					if s.Alloc(extra) == 0 {
+						d.tx.drops[txNoFrame].Add(1)
+						continue
+					}
+					target = s.Frame(extra[0])[:size]
+					copy(target[vxlan.Overhead:], pkt[vxlan.Overhead:])
+					desc = xsk.Desc{Addr: extra[0].Addr, Len: uint32(size)}
+				}
+				if d.encapTo(&enc, target, n.vni, vtep) {
+					out = append(out, desc)
+					queued[k] = queued[k] || p == len(peers)-1
+				} else if p < len(peers)-1 {
+					s.Free(extra[:1])
+				}
+			}
+		}
+		d.transmit(s, out)
+		// Frames read but not queued (dropped) go back to the free
+		// stack; the first m descriptors are consumed either way.
+		nd := 0
+		for k := range m {
+			if !queued[k] {
+				descs[nd], descs[k] = descs[k], descs[nd]
+				nd++
+			}
+		}
+		if nd > 0 {
+			s.Free(descs[:nd])
+		}
+		copy(descs, descs[m:held])
+		held -= m
+	}
+}
+
+// encapTo encapsulates pkt for vtep, or counts why it cannot.
+func (d *Daemon) encapTo(enc *vxlan.Encoder, pkt []byte, vni uint32, vtep [4]byte) bool {
+	mac, ok := d.neigh.lookup(vtep)
+	if !ok {
+		d.tx.drops[txNoNeighbour].Add(1)
+		d.neigh.want(vtep)
+		return false
+	}
+	if !enc.Encap(pkt, vni, &vxlan.Remote{IP: vtep, MAC: mac}) {
+		d.tx.drops[txTooBig].Add(1)
+		return false
+	}
+	return true
+}
+
+// transmit puts out on the tx ring, retrying briefly while it is full.
+func (d *Daemon) transmit(s *xsk.Socket, out []xsk.Desc) {
+	deadline := time.Time{}
+	for len(out) > 0 {
+		n, err := s.Transmit(out)
+		for _, o := range out[:n] {
+			d.tx.frames.Add(1)
+			d.tx.bytes.Add(uint64(o.Len))
+		}
+		out = out[n:]
+		if len(out) == 0 {
+			return
+		}
+		if err != nil || d.down.Load() {
+			break
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(10 * time.Millisecond)
+		} else if time.Now().After(deadline) {
+			break
+		}
+		s.Complete()
+		time.Sleep(20 * time.Microsecond)
+	}
+	d.tx.drops[txRingFull].Add(uint64(len(out)))
+	s.Free(out)
+}
+
+// txReasonName returns the metric label of a transmit drop reason.
+func txReasonName(r int) string { return txReasonNames[r] }

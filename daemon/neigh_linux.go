@@ -1,0 +1,171 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// neighbours maps a remote VTEP to the Ethernet address of the underlay
+// next hop towards it, from the kernel's routing and neighbour tables. The
+// hot path reads an immutable map behind an atomic pointer; misses are
+// resolved in the background by provoking the kernel's ARP (a datagram to
+// the discard port of the next hop from a socket in the daemon's
+// namespace) and reading the neighbour table again.
+type neighbours struct {
+	h       *netlink.Handle // in the daemon's namespace
+	ifindex int
+	probe   int // UDP socket used to provoke ARP
+	cur     atomic.Pointer[map[[4]byte][6]byte]
+	updMu   sync.Mutex // serialises update (the run loop and background)
+	wantMu  sync.Mutex
+	wanted  map[[4]byte]bool
+	kick    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// newNeighbours must run inside the daemon's namespace.
+func newNeighbours(ifindex int) (*neighbours, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open ARP probe socket: %w", err)
+	}
+	n := &neighbours{h: h, ifindex: ifindex, probe: fd, wanted: map[[4]byte]bool{},
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	empty := map[[4]byte][6]byte{}
+	n.cur.Store(&empty)
+	n.wg.Add(1)
+	go n.background()
+	return n, nil
+}
+
+func (n *neighbours) close() {
+	close(n.done)
+	n.wg.Wait()
+	unix.Close(n.probe)
+	n.h.Close()
+}
+
+// lookup returns the next-hop MAC for vtep.
+func (n *neighbours) lookup(vtep [4]byte) ([6]byte, bool) {
+	mac, ok := (*n.cur.Load())[vtep]
+	return mac, ok
+}
+
+// want asks the background goroutine to resolve vtep.
+func (n *neighbours) want(vtep [4]byte) {
+	n.wantMu.Lock()
+	n.wanted[vtep] = true
+	n.wantMu.Unlock()
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// nextHop returns the address whose MAC frames to vtep are sent to: the
+// route's gateway, or vtep itself when it is on-link.
+func (n *neighbours) nextHop(vtep [4]byte) [4]byte {
+	routes, err := n.h.RouteGet(net.IP(vtep[:]))
+	if err == nil && len(routes) > 0 && routes[0].Gw != nil {
+		if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok && gw.Unmap().Is4() {
+			return gw.Unmap().As4()
+		}
+	}
+	return vtep
+}
+
+// table reads the kernel's usable IPv4 neighbours on the uplink.
+func (n *neighbours) table() map[[4]byte][6]byte {
+	m := map[[4]byte][6]byte{}
+	list, err := n.h.NeighList(n.ifindex, unix.AF_INET)
+	if err != nil {
+		return m
+	}
+	for _, e := range list {
+		if e.State&(unix.NUD_REACHABLE|unix.NUD_STALE|unix.NUD_DELAY|unix.NUD_PROBE|unix.NUD_PERMANENT|unix.NUD_NOARP) == 0 || len(e.HardwareAddr) != 6 {
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(e.IP); ok && a.Unmap().Is4() {
+			m[a.Unmap().As4()] = [6]byte(e.HardwareAddr)
+		}
+	}
+	return m
+}
+
+// update rebuilds the map for the given VTEPs (plus those already known).
+func (n *neighbours) update(vteps [][4]byte) (missing [][4]byte) {
+	n.updMu.Lock()
+	defer n.updMu.Unlock()
+	tab := n.table()
+	next := map[[4]byte][6]byte{}
+	for v := range *n.cur.Load() {
+		vteps = append(vteps, v)
+	}
+	for _, v := range vteps {
+		if mac, ok := tab[n.nextHop(v)]; ok {
+			next[v] = mac
+		} else {
+			missing = append(missing, v)
+		}
+	}
+	n.cur.Store(&next)
+	return missing
+}
+
+// provoke makes the kernel resolve the next hop of each vtep.
+func (n *neighbours) provoke(vteps [][4]byte) {
+	for _, v := range vteps {
+		nh := n.nextHop(v)
+		// Port 9 is discard; the kernel must resolve the next hop to
+		// send it, which is all we want.
+		unix.Sendto(n.probe, nil, unix.MSG_DONTWAIT, &unix.SockaddrInet4{Port: 9, Addr: nh})
+	}
+}
+
+// resolve resolves vteps, waiting up to timeout, and returns those still
+// unresolved.
+func (n *neighbours) resolve(vteps [][4]byte, timeout time.Duration) [][4]byte {
+	missing := n.update(vteps)
+	deadline := time.Now().Add(timeout)
+	for len(missing) > 0 && time.Now().Before(deadline) {
+		n.provoke(missing)
+		time.Sleep(50 * time.Millisecond)
+		missing = n.update(missing)
+	}
+	return missing
+}
+
+// refresh re-reads the table for every known VTEP (MACs change).
+func (n *neighbours) refresh() { n.update(nil) }
+
+func (n *neighbours) background() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-n.kick:
+		}
+		n.wantMu.Lock()
+		var vteps [][4]byte
+		for v := range n.wanted {
+			vteps = append(vteps, v)
+		}
+		clear(n.wanted)
+		n.wantMu.Unlock()
+		n.resolve(vteps, time.Second)
+	}
+}

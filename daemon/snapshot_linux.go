@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"mflow/dataplane"
+	"mflow/metrics"
+	"mflow/tap"
+)
+
+// Snapshot returns the daemon's counters in the form the metrics package
+// exports. Conservation holds in each direction of every snapshot:
+// received = delivered + dropped + in flight.
+//
+// Decap: received counts frames taken from the AF_XDP rx rings; delivered
+// those the TAPs accepted; a frame the kernel refused on a TAP write is
+// dropped as "tap_write_error".
+//
+// Encap: received counts frames read from the TAPs (after segmentation; a
+// packet that failed segmentation counts once, under its tap reason) plus
+// the extra copies flooding makes; delivered counts frames put on the tx
+// ring.
+//
+// After Run has returned, Snapshot returns the last one taken before
+// teardown. It is safe for concurrent use.
+func (d *Daemon) Snapshot() metrics.Snapshot {
+	if d.down.Load() {
+		return d.final
+	}
+	s := metrics.Snapshot{Interface: d.uplinkName, XDPMode: d.xdpMode.String()}
+	d.enginesMu.Lock()
+	engines := append([]*dataplane.Engine(nil), d.engines...)
+	d.enginesMu.Unlock()
+
+	// Decap. The engine's snapshot is consistent on its own; TAP write
+	// errors move frames from delivered to dropped.
+	var rxDrops [dataplane.NumDropReasons]uint64
+	for _, e := range engines {
+		st := e.Stats()
+		s.Decap.Received.Packets += st.Received
+		s.Decap.Delivered.Packets += st.Delivered
+		s.Decap.Delivered.Bytes += st.DeliveredBytes
+		s.Decap.InFlight += st.InFlight
+		for r, n := range st.Dropped {
+			rxDrops[r] += n
+		}
+		s.MicroflowsDispatched += st.Batches
+		s.MergerWaits += st.Merger.Waits
+		for i, n := range st.WorkerPackets {
+			for len(s.Workers) <= i {
+				s.Workers = append(s.Workers, 0)
+			}
+			s.Workers[i] += n
+		}
+	}
+	for r := 1; r < int(dataplane.NumDropReasons); r++ {
+		s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: dataplane.DropReason(r).String(), Packets: rxDrops[r]})
+	}
+
+	// Encap. Read the outcomes before the inputs so that in flight is
+	// never negative.
+	var txDrops [numTxReasons]uint64
+	delivered, deliveredBytes := d.tx.frames.Load(), d.tx.bytes.Load()
+	for r := range numTxReasons {
+		txDrops[r] = d.tx.drops[r].Load()
+	}
+	var tapDrops [tap.NumReasons]uint64
+	var writeErrors uint64
+	var read uint64
+	for i, t := range d.taps {
+		ts := t.Stats()
+		for r, n := range ts.Drops {
+			tapDrops[r] += n
+		}
+		writeErrors += ts.WriteErrors
+		read += ts.Frames
+		s.Networks = append(s.Networks, metrics.Network{
+			VNI: d.nets[i].vni, Device: t.Name(),
+			Delivered:   metrics.Counter{Packets: ts.WritePackets, Bytes: ts.WriteBytes},
+			Transmitted: metrics.Counter{Packets: ts.Frames, Bytes: ts.FrameBytes},
+		})
+	}
+	read += d.tx.copies.Load()
+	var dropped uint64
+	for r := range numTxReasons {
+		s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Encap, Reason: txReasonName(r), Packets: txDrops[r]})
+		dropped += txDrops[r]
+	}
+	for r := 1; r < int(tap.NumReasons); r++ {
+		s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Encap, Reason: "tap_" + tap.Reason(r).String(), Packets: tapDrops[r]})
+		dropped += tapDrops[r]
+		read += tapDrops[r]
+	}
+	s.Encap.Received.Packets = read
+	s.Encap.Delivered = metrics.Counter{Packets: delivered, Bytes: deliveredBytes}
+	s.Encap.InFlight = read - delivered - dropped
+
+	// TAP write errors happen after the engine counted a frame delivered.
+	s.Decap.Delivered.Packets -= writeErrors
+	s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: "tap_write_error", Packets: writeErrors})
+
+	for i, sk := range d.socks {
+		a := sk.Accounting()
+		s.UMEM = append(s.UMEM, metrics.UMEM{
+			Queue: d.queues[i], Size: uint64(a.Frames), Free: uint64(a.Free),
+			Fill: uint64(a.Rx - a.RxRing), RX: uint64(a.RxRing), Stages: uint64(a.InFlight),
+			TX: uint64(a.Tx - a.CompletionRing), Completion: uint64(a.CompletionRing),
+		})
+		if ks, err := sk.Stats(); err == nil {
+			k := ks.Kernel
+			s.XSK = append(s.XSK, metrics.XSK{Queue: d.queues[i], RxDropped: k.RxDropped, RxInvalid: k.RxInvalidDescs,
+				TxInvalid: k.TxInvalidDescs, RxRingFull: k.RxRingFull, FillRingEmpty: k.RxFillRingEmpty, TxRingEmpty: k.TxRingEmptyDescs})
+		}
+	}
+	return s
+}

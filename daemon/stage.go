@@ -1,0 +1,85 @@
+package daemon
+
+import (
+	"net/netip"
+
+	"mflow/steer"
+	"mflow/vxlan"
+)
+
+// network is one configured VNI as the hot path sees it.
+type network struct {
+	vni    uint32
+	index  int              // position in the daemon's network list
+	device string           // the network's device name
+	peers  map[[4]byte]bool // remote VTEPs allowed to send to this VNI
+	flood  [][4]byte        // remote VTEPs that get broadcast and unknown unicast
+}
+
+func newNetwork(vni uint32, index int, dev string, peers []netip.Addr) *network {
+	n := &network{vni: vni, index: index, peers: make(map[[4]byte]bool, len(peers)), device: dev}
+	for _, p := range peers {
+		a := p.Unmap().As4()
+		if !n.peers[a] {
+			n.peers[a] = true
+			n.flood = append(n.flood, a)
+		}
+	}
+	return n
+}
+
+// networkStage decapsulates, checks that the VNI is configured and that the
+// sender is one of its peers, and learns the inner source MAC's VTEP. For a
+// delivered frame, Out[i] is the inner frame, VNI[i] its network, and
+// Hash[i] the inner frame's offset in Frames[i] (the sink writes the TAP's
+// virtio header into the bytes before it). It is safe for concurrent use:
+// the network table is read-only after setup and the FDB is lock-free for
+// readers.
+type networkStage struct {
+	dec      vxlan.Decoder
+	networks map[uint32]*network
+	fdb      *vxlan.FDB
+	clock    func() int64 // coarse time for FDB ageing
+}
+
+// Process implements dataplane.Stage.
+func (s *networkStage) Process(b *steer.Batch) {
+	now := s.clock()
+	for i := range b.N {
+		if b.Reason[i] != vxlan.Deliver {
+			continue
+		}
+		frame := b.Out[i]
+		inner, vni, src, r := s.dec.Decap(frame)
+		if r == vxlan.Deliver {
+			n := s.networks[vni]
+			switch {
+			case n == nil:
+				r = vxlan.DropUnknownVNI
+			case !n.peers[src]:
+				r = vxlan.DropPeer
+			default:
+				s.fdb.Learn(vni, vxlan.Ethernet(inner).Src(), src, now)
+			}
+		}
+		b.Reason[i] = r
+		if r != vxlan.Deliver {
+			continue
+		}
+		// inner ends where the datagram ends, which may be before the
+		// end of frame (Ethernet padding): its offset is the start of
+		// the VxLAN payload, found from the header lengths Decap just
+		// validated.
+		b.Out[i], b.VNI[i], b.Hash[i] = inner, vni, uint32(innerOffset(frame))
+	}
+}
+
+// innerOffset returns where the inner frame starts in a frame that Decap
+// delivered.
+func innerOffset(frame []byte) int {
+	off := vxlan.EthernetLen
+	if vxlan.Ethernet(frame).EtherType() == vxlan.EtherTypeVLAN {
+		off += vxlan.VLANTagLen
+	}
+	return off + vxlan.IPv4(frame[off:]).HeaderLen() + vxlan.UDPLen + vxlan.HeaderLen
+}
