@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"mflow/bench/harness"
+)
+
+const benchUsage = `usage: mflow bench [flags]
+
+Builds the DESIGN §8 testbed in network namespaces (as root), measures each
+mode with the same traffic and prints a markdown table; --out DIR also gets
+report.json, results.csv, report.md and PNG plots. Progress goes to stderr.
+Lists are comma-separated; an empty list ("") turns that sweep off.
+
+`
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("bench", stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, benchUsage)
+		fs.PrintDefaults()
+	}
+	d := harness.DefaultOptions()
+	quick := fs.Bool("quick", false, "smoke run: kernel vs single vs microflow, one size, short repetitions (under 60 s on 2 cores); other flags override it")
+	out := fs.String("out", "", "write report.json, results.csv, report.md and PNG plots into `DIR`")
+	modes := fs.String("modes", strings.Join(d.Modes, ","), "`modes` to compare: native, kernel, kernel-rps, single, flow, pipeline, microflow, ceiling")
+	workers := fs.String("workers", ints(d.Workers), "worker `counts` of flow and microflow (one mode per count)")
+	batch := fs.Int("batch", d.Batch, "mflow's micro-flow `size`")
+	sizes := fs.String("sizes", ints(d.Sizes), "UDP payload `sizes` in bytes (16..1422); the first is the flows sweep's")
+	flows := fs.String("flows", ints(d.Flows), "flow `counts`; the first is the size sweep's")
+	tcpSizes := fs.String("tcp-sizes", ints(d.TCPSizes), "TCP write `sizes` (\"\": no TCP)")
+	rates := fs.String("rates", floats(d.Rates), "offered `loads` in packets/s of the latency steps (\"\": none)")
+	reorder := fs.String("reorder-batches", ints(d.ReorderBatches), "batch `sizes` of the in-memory Fig. 7 experiment (\"\": none)")
+	reorderWorkers := fs.Int("reorder-workers", d.ReorderWorkers, "workers of the Fig. 7 experiment")
+	duration := fs.Duration("duration", d.Duration, "traffic `duration` of one repetition")
+	reps := fs.Int("reps", d.Reps, "repetitions per step (figures are their medians)")
+	genCPUs := fs.String("gen-cpus", ints(d.GenCPUs), "`CPUs` of the generator threads (one thread each)")
+	receivers := fs.Int("receivers", 0, "SO_REUSEPORT sockets in the container (0: min(max flows, CPUs))")
+	pin := fs.Bool("pin", d.Pin, "pin mflow's dispatcher and workers to CPUs other than the generator's when there are enough")
+	verbose := fs.Bool("v", false, "show the daemon's warnings")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	o := d
+	if *quick {
+		o = harness.QuickOptions()
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	apply := func(name string, fn func() error) {
+		if err == nil && set[name] {
+			if e := fn(); e != nil {
+				err = fmt.Errorf("-%s: %w", name, e)
+			}
+		}
+	}
+	apply("modes", func() error { o.Modes = splitList(*modes); return nil })
+	apply("workers", func() (e error) { o.Workers, e = parseInts(*workers); return })
+	apply("batch", func() error { o.Batch = *batch; return nil })
+	apply("sizes", func() (e error) { o.Sizes, e = parseInts(*sizes); return })
+	apply("flows", func() (e error) { o.Flows, e = parseInts(*flows); return })
+	apply("tcp-sizes", func() (e error) { o.TCPSizes, e = parseInts(*tcpSizes); return })
+	apply("rates", func() (e error) { o.Rates, e = parseFloats(*rates); return })
+	apply("reorder-batches", func() (e error) { o.ReorderBatches, e = parseInts(*reorder); return })
+	apply("reorder-workers", func() error { o.ReorderWorkers = *reorderWorkers; return nil })
+	apply("duration", func() error { o.Duration = *duration; return nil })
+	apply("reps", func() error { o.Reps = *reps; return nil })
+	apply("gen-cpus", func() (e error) { o.GenCPUs, e = parseInts(*genCPUs); return })
+	apply("receivers", func() error { o.Receivers = *receivers; return nil })
+	apply("pin", func() error { o.Pin = *pin; return nil })
+	if err != nil {
+		fmt.Fprintf(stderr, "mflow bench: %v\n", err)
+		return exitUsage
+	}
+	if *verbose {
+		o.Log = stderr
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "mflow bench: needs root (network namespaces, XDP, AF_XDP)")
+		return exitSetup
+	}
+	fmt.Fprintf(stderr, "mflow bench: estimated %v\n", o.Estimate().Round(time.Second))
+	rep, err := harness.Run(ctx, o, stderr)
+	if rep == nil {
+		fmt.Fprintf(stderr, "mflow bench: %v\n", err)
+		return exitUsage
+	}
+	rep.Command = "mflow bench " + strings.Join(args, " ")
+	rep.WriteMarkdown(stdout)
+	if *out != "" {
+		files, werr := rep.WriteFiles(*out)
+		for _, f := range files {
+			fmt.Fprintf(stderr, "wrote %s\n", f)
+		}
+		if werr != nil {
+			fmt.Fprintf(stderr, "mflow bench: %v\n", werr)
+			return exitRuntime
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mflow bench: %v\n", err)
+		return exitRuntime
+	}
+	if len(rep.Warnings) > 0 {
+		return exitRuntime
+	}
+	return exitOK
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func parseInts(s string) ([]int, error) {
+	out := []int{}
+	for _, f := range splitList(s) {
+		v, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %q: %w", f, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func parseFloats(s string) ([]float64, error) {
+	out := []float64{}
+	for _, f := range splitList(s) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %q: %w", f, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func ints(xs []int) string {
+	var p []string
+	for _, x := range xs {
+		p = append(p, strconv.Itoa(x))
+	}
+	return strings.Join(p, ",")
+}
+
+func floats(xs []float64) string {
+	var p []string
+	for _, x := range xs {
+		p = append(p, strconv.FormatFloat(x, 'g', -1, 64))
+	}
+	return strings.Join(p, ",")
+}

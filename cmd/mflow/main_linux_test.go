@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mflow/bench/testbed"
+	"mflow/bench/traffic"
+)
+
+// TestMain lets a test re-execute this binary as `mflow` itself: with
+// MFLOW_TEST_MAIN set, the process runs the command line it holds.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("MFLOW_TEST_MAIN"); args != "" {
+		os.Exit(run(strings.Fields(args), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// TestRunSIGTERM runs `mflow run` as a separate process serving the host
+// namespace of a testbed, checks ping through it and `mflow stats` against
+// it, sends SIGTERM, and checks that it exits 0, leaves no XDP program on
+// the uplink and no device it created, and that its final counters
+// conserve packets.
+func TestRunSIGTERM(t *testing.T) {
+	testbed.RequirePrivileges(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mft-cmd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	path := filepath.Join(t.TempDir(), "mflow.yaml")
+	cfg := fmt.Sprintf(`
+uplink: {interface: %s}
+vtep: {address: %s}
+networks:
+  - vni: %d
+    device: {type: tap, name: mflow42, bridge: %s, mtu: %d}
+    peers: [%s]
+metrics: {listen: "127.0.0.1:0"}
+`, testbed.HostUplink, testbed.HostUnderlayIP, testbed.VNI, testbed.Bridge, testbed.OverlayMTU, testbed.PeerUnderlayIP)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-config", path, "-netns", topo.Host.Name}, &out, &errOut); code != exitOK {
+		t.Fatalf("mflow check: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if code := run([]string{"check", "-config", path}, &out, &errOut); code != exitSetup {
+		t.Fatalf("mflow check outside the namespace (no uplink0): exit %d, want %d", code, exitSetup)
+	}
+	out.Reset()
+	errOut.Reset()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MFLOW_TEST_MAIN=run -config "+path+" -netns "+topo.Host.Name)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	// Follow the log: wait for "mflow running", remember the metrics URL,
+	// keep everything for the final check.
+	var log bytes.Buffer
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(io.TeeReader(stderr, &log))
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var metricsURL string
+	urlRE := regexp.MustCompile(`url=http://([0-9.:]+)/metrics`)
+	ready := false
+	for !ready {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("mflow run exited early:\n%s", log.String())
+			}
+			if m := urlRE.FindStringSubmatch(l); m != nil {
+				metricsURL = m[1]
+			}
+			ready = strings.Contains(l, "mflow running")
+		case <-time.After(30 * time.Second):
+			t.Fatalf("mflow run not ready after 30s:\n%s", log.String())
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	p, err := traffic.Ping(ctx, topo.Ctr, netip.MustParseAddr("10.42.0.1"), 3, 20*time.Millisecond, 2*time.Second)
+	if err != nil || p.Received != 3 {
+		t.Fatalf("ping through mflow run: %+v %v", p, err)
+	}
+	if metricsURL == "" {
+		t.Fatalf("no metrics URL in the log:\n%s", log.String())
+	}
+	if code := run([]string{"stats", "-addr", metricsURL}, &out, &errOut); code != exitOK {
+		t.Fatalf("mflow stats: exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "decap") {
+		t.Fatalf("mflow stats printed no decap counters:\n%s", out.String())
+	}
+	t.Logf("mflow stats:\n%s", out.String())
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("mflow run after SIGTERM: %v\n%s", err, log.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("mflow run still running 20s after SIGTERM:\n%s", log.String())
+	}
+
+	up, err := topo.Host.Link(testbed.HostUplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := up.Attrs().Xdp; x != nil && x.Attached {
+		t.Fatalf("XDP program still attached to %s after exit: %+v", testbed.HostUplink, x)
+	}
+	if _, err := topo.Host.Link("mflow42"); err == nil {
+		t.Fatal("TAP mflow42 still exists after exit")
+	}
+	// The final log line carries the counters: received = delivered + dropped.
+	m := regexp.MustCompile(`decap_received=(\d+) decap_delivered=(\d+) decap_dropped=(\d+)`).FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("no final counters in the log:\n%s", log.String())
+	}
+	rcv, _ := strconv.Atoi(m[1])
+	dlv, _ := strconv.Atoi(m[2])
+	drp, _ := strconv.Atoi(m[3])
+	if rcv == 0 || rcv != dlv+drp {
+		t.Fatalf("after drain: received %d != delivered %d + dropped %d", rcv, dlv, drp)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(nil, &out, &errOut); code != exitUsage {
+		t.Fatalf("no arguments: exit %d, want %d", code, exitUsage)
+	}
+	if code := run([]string{"frobnicate"}, &out, &errOut); code != exitUsage {
+		t.Fatalf("unknown command: exit %d", code)
+	}
+	if code := run([]string{"run", "-config", "/nonexistent/mflow.yaml"}, &out, &errOut); code != exitUsage {
+		t.Fatalf("missing config: exit %d, want %d", code, exitUsage)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("uplink: {interface: eth1}\nbogus: 1\n"), 0o600)
+	errOut.Reset()
+	if code := run([]string{"check", "-config", bad}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "line 2") {
+		t.Fatalf("bad config: exit %d, message %q; want exit %d naming line 2", code, errOut.String(), exitUsage)
+	}
+}
