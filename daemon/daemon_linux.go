@@ -113,6 +113,12 @@ func New(cfg *config.Config, o Options) (d *Daemon, err error) {
 	d.policy = pol
 	d.vtep = cfg.VTEP.Addr().As4()
 	for i, n := range cfg.Networks {
+		if n.Device.Type == config.DeviceVeth {
+			// The config schema has room for a veth written with AF_XDP
+			// TX; the daemon does not implement that sink yet, and
+			// quietly using a TAP instead would surprise.
+			return nil, fmt.Errorf("%w: networks[%d].device.type: veth devices are not supported yet; use tap", ErrConfig, i)
+		}
 		nw := newNetwork(n.VNI24(), i, n.Device.Name, n.PeerAddrs())
 		d.nets = append(d.nets, nw)
 		d.byVNI[nw.vni] = nw

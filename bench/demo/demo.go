@@ -211,11 +211,17 @@ func writeTable(w io.Writer, rs []result, o Options) {
 		if err := s.Check(); err != nil {
 			fmt.Fprintf(w, "conservation check FAILED: %v\n", err)
 		}
+		for _, x := range s.XSK {
+			fmt.Fprintf(w, "AF_XDP socket of queue %d, dropped by the kernel before mflow saw them: %d (rx ring full %d, fill ring empty %d)\n",
+				x.Queue, x.RxDropped, x.RxRingFull, x.FillRingEmpty)
+		}
 		for _, d := range s.Drops {
 			if d.Packets > 0 {
 				fmt.Fprintf(w, "  dropped (%s, %s): %d\n", d.Direction, d.Reason, d.Packets)
 			}
 		}
 	}
-	fmt.Fprintln(w, "\nUDP loss is counted at the receiving socket: with an unpaced sender it shows where the receiver's path saturates; mflow's own drops are listed above.")
+	fmt.Fprintln(w, "\nUDP loss is counted at the receiving socket in the container. The sender is not paced, so loss shows where")
+	fmt.Fprintln(w, "the receiving path saturates on this machine: in mflow's own drops or the AF_XDP socket's (above), or")
+	fmt.Fprintln(w, "after mflow in the kernel (TAP queue, bridge, the receiving socket's buffer).")
 }
