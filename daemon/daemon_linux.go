@@ -212,10 +212,16 @@ func (d *Daemon) setup(o Options) error {
 	d.log.Info("XDP program attached", "interface", d.uplinkName, "mode", d.xdpMode.String())
 
 	d.tapMu = make([]sync.Mutex, len(cfg.Networks))
-	for _, n := range cfg.Networks {
+	frameSize := d.socks[0].Options().FrameSize
+	for i, n := range cfg.Networks {
 		mtu := n.Device.MTU
 		if mtu == 0 {
 			mtu = config.DefaultDeviceMTU
+		}
+		// An inner frame plus the outer headers must fit one UMEM frame.
+		if mtu+vxlan.EthernetLen+vxlan.VLANTagLen+vxlan.Overhead > frameSize {
+			return fmt.Errorf("%w: networks[%d].device.mtu %d: an encapsulated frame would not fit a %d-byte UMEM frame (at most %d)",
+				ErrConfig, i, mtu, frameSize, frameSize-vxlan.EthernetLen-vxlan.VLANTagLen-vxlan.Overhead)
 		}
 		t, err := tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge})
 		if err != nil {
@@ -272,6 +278,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		e, err := dataplane.New(newXSKSource(s, cfg.Steering.Batch), newTAPSink(d, cfg.Steering.Batch), ecfg)
 		if err != nil {
+			// Engines already running use the sockets: stop them
+			// before the UMEMs go away.
+			stopEngines()
+			wg.Wait()
 			d.teardown()
 			return fmt.Errorf("create engine for queue %d: %w", d.queues[i], err)
 		}

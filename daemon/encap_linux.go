@@ -3,8 +3,11 @@ package daemon
 import (
 	"errors"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"mflow/vxlan"
 	"mflow/xsk"
@@ -49,6 +52,7 @@ func (d *Daemon) encapLoop(i int) {
 	extra := make([]xsk.Desc, 1)
 	frameSize := s.Options().FrameSize
 	var held int // descs[:held] are allocated and unused
+	var lastWarn time.Time
 	defer func() {
 		if held > 0 {
 			s.Free(descs[:held])
@@ -60,7 +64,11 @@ func (d *Daemon) encapLoop(i int) {
 			held += s.Alloc(descs[held:])
 		}
 		if held == 0 {
-			// Every frame is in flight; wait for completions.
+			// Every frame is in flight; wait for completions (or for
+			// the end, if the uplink no longer sends).
+			if d.stopping.Load() {
+				return
+			}
 			time.Sleep(100 * time.Microsecond)
 			continue
 		}
@@ -69,10 +77,20 @@ func (d *Daemon) encapLoop(i int) {
 		}
 		m, err := t.Read(bufs[:held], sizes[:held], vxlan.Overhead)
 		if err != nil && m == 0 {
-			if d.stopping.Load() || errors.Is(err, os.ErrClosed) {
+			if d.stopping.Load() {
 				return
 			}
-			d.log.Warn("reading TAP", "device", t.Name(), "err", err)
+			// The TAP went away under us (deleted from outside):
+			// nothing more will come. Say so once and stop.
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADFD) || errors.Is(err, unix.EIO) ||
+				strings.Contains(err.Error(), "use of closed file") {
+				d.log.Error("TAP unusable, its transmit direction stops", "device", t.Name(), "err", err)
+				return
+			}
+			if time.Since(lastWarn) > 10*time.Second {
+				d.log.Warn("reading TAP", "device", t.Name(), "err", err)
+				lastWarn = time.Now()
+			}
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
@@ -160,10 +178,12 @@ func (d *Daemon) transmit(s *xsk.Socket, out []xsk.Desc) {
 	deadline := time.Time{}
 	for len(out) > 0 {
 		n, err := s.Transmit(out)
+		var bytes uint64
 		for _, o := range out[:n] {
-			d.tx.frames.Add(1)
-			d.tx.bytes.Add(uint64(o.Len))
+			bytes += uint64(o.Len)
 		}
+		d.tx.frames.Add(uint64(n))
+		d.tx.bytes.Add(bytes)
 		out = out[n:]
 		if len(out) == 0 {
 			return

@@ -88,11 +88,11 @@ func (n *neighbours) nextHop(vtep [4]byte) [4]byte {
 }
 
 // table reads the kernel's usable IPv4 neighbours on the uplink.
-func (n *neighbours) table() map[[4]byte][6]byte {
+func (n *neighbours) table() (map[[4]byte][6]byte, error) {
 	m := map[[4]byte][6]byte{}
 	list, err := n.h.NeighList(n.ifindex, unix.AF_INET)
 	if err != nil {
-		return m
+		return nil, err
 	}
 	for _, e := range list {
 		if e.State&(unix.NUD_REACHABLE|unix.NUD_STALE|unix.NUD_DELAY|unix.NUD_PROBE|unix.NUD_PERMANENT|unix.NUD_NOARP) == 0 || len(e.HardwareAddr) != 6 {
@@ -102,14 +102,18 @@ func (n *neighbours) table() map[[4]byte][6]byte {
 			m[a.Unmap().As4()] = [6]byte(e.HardwareAddr)
 		}
 	}
-	return m
+	return m, nil
 }
 
 // update rebuilds the map for the given VTEPs (plus those already known).
 func (n *neighbours) update(vteps [][4]byte) (missing [][4]byte) {
 	n.updMu.Lock()
 	defer n.updMu.Unlock()
-	tab := n.table()
+	tab, err := n.table()
+	if err != nil {
+		// Keep what we know rather than drop everything.
+		return vteps
+	}
 	next := map[[4]byte][6]byte{}
 	for v := range *n.cur.Load() {
 		vteps = append(vteps, v)

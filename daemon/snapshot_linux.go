@@ -93,7 +93,10 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 	s.Encap.Delivered = metrics.Counter{Packets: delivered, Bytes: deliveredBytes}
 	s.Encap.InFlight = read - delivered - dropped
 
-	// TAP write errors happen after the engine counted a frame delivered.
+	// A frame the kernel refused on a TAP write was counted delivered by
+	// the engine once its batch is written; until then it is still in
+	// flight there, so move at most what the engine already delivered.
+	writeErrors = min(writeErrors, s.Decap.Delivered.Packets)
 	s.Decap.Delivered.Packets -= writeErrors
 	s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: "tap_write_error", Packets: writeErrors})
 

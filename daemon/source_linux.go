@@ -41,7 +41,7 @@ func (x *xskSource) Read(ctx context.Context, dst [][]byte) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if _, err := x.s.Poll(pollInterval); err != nil {
+		if _, err := x.s.PollRx(pollInterval); err != nil {
 			return 0, err
 		}
 	}

@@ -622,13 +622,21 @@ func (s *Socket) Complete() int {
 // completions when frames are being sent and none are expected on rx. It
 // reports whether the rx or completion ring holds descriptors. Poll also
 // wakes the kernel (rx and, in copy mode, tx).
-func (s *Socket) Poll(timeout time.Duration) (bool, error) {
+func (s *Socket) Poll(timeout time.Duration) (bool, error) { return s.poll(timeout, false) }
+
+// PollRx is Poll for a receiver that shares the socket with a sender: it
+// waits only for received frames and ignores the tx side (a socket whose tx
+// ring has room is always writable, so waiting for that would return at
+// once and make the receiver spin).
+func (s *Socket) PollRx(timeout time.Duration) (bool, error) { return s.poll(timeout, true) }
+
+func (s *Socket) poll(timeout time.Duration, rxOnly bool) (bool, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return false, ErrClosed
 	}
-	if s.ready() {
+	if s.ready(rxOnly) {
 		s.mu.Unlock()
 		return true, nil
 	}
@@ -636,7 +644,7 @@ func (s *Socket) Poll(timeout time.Duration) (bool, error) {
 	if s.rxDescs != nil && s.nRx > 0 {
 		events |= unix.POLLIN
 	}
-	if s.nTx > 0 {
+	if s.nTx > 0 && !rxOnly {
 		events |= unix.POLLOUT
 	}
 	pfd := [1]unix.PollFd{{Fd: int32(s.fd), Events: events}}
@@ -665,14 +673,14 @@ func (s *Socket) Poll(timeout time.Duration) (bool, error) {
 	if s.closed {
 		return false, ErrClosed
 	}
-	return s.ready(), nil
+	return s.ready(rxOnly), nil
 }
 
-func (s *Socket) ready() bool {
+func (s *Socket) ready(rxOnly bool) bool {
 	if s.rxDescs != nil && atomic.LoadUint32(s.rx.producer) != atomic.LoadUint32(s.rx.consumer) {
 		return true
 	}
-	return atomic.LoadUint32(s.comp.producer) != atomic.LoadUint32(s.comp.consumer)
+	return !rxOnly && atomic.LoadUint32(s.comp.producer) != atomic.LoadUint32(s.comp.consumer)
 }
 
 // Stats returns our counters and the kernel's XDP_STATISTICS.

@@ -60,6 +60,9 @@ func (s *Socket) Complete() int { return 0 }
 // Poll returns ErrUnsupported on this system.
 func (s *Socket) Poll(timeout time.Duration) (bool, error) { return false, ErrUnsupported }
 
+// PollRx returns ErrUnsupported.
+func (s *Socket) PollRx(timeout time.Duration) (bool, error) { return false, ErrUnsupported }
+
 // Stats returns ErrUnsupported on this system.
 func (s *Socket) Stats() (Stats, error) { return Stats{}, ErrUnsupported }
 

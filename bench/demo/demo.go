@@ -104,7 +104,8 @@ func runMode(ctx context.Context, w io.Writer, mode string, o Options, start tim
 	var d *daemon.Daemon
 	done := make(chan error, 1)
 	if mode == "mflow" {
-		cfg, err := config.Parse([]byte(fmt.Sprintf(`
+		var cfg *config.Config
+		cfg, err = config.Parse([]byte(fmt.Sprintf(`
 uplink: {interface: %s}
 vtep: {address: %s, port: %d}
 networks:

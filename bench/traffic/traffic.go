@@ -43,12 +43,22 @@ type Seq struct {
 	Received   uint64
 	OutOfOrder uint64
 	Duplicates uint64
-	max        uint64 // highest number seen, valid when Received > 0
-	bits       []uint64
+	// Bogus counts numbers at or above MaxSeq: not from our sender.
+	Bogus uint64
+	max   uint64 // highest number seen, valid when Received > 0
+	bits  []uint64
 }
+
+// MaxSeq bounds the sequence numbers Seq tracks (its bitmap is at most
+// MaxSeq/8 bytes).
+const MaxSeq = 1 << 30
 
 // Add records sequence number n.
 func (s *Seq) Add(n uint64) {
+	if n >= MaxSeq {
+		s.Bogus++
+		return
+	}
 	w, b := n/64, uint64(1)<<(n%64)
 	if w >= uint64(len(s.bits)) {
 		s.bits = slices.Grow(s.bits, int(w+1)-len(s.bits))[:w+1]

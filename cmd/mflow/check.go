@@ -29,7 +29,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 			return exitSetup
 		}
 	}
-	enter(func() error { checks = daemon.CheckHost(cfg); return nil })
+	if err := enter(func() error { checks = daemon.CheckHost(cfg); return nil }); err != nil {
+		fmt.Fprintf(stderr, "mflow check: %v\n", err)
+		return exitSetup
+	}
 	failed := 0
 	for _, c := range checks {
 		mark := "ok  "

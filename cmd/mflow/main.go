@@ -50,6 +50,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, the default action is back: a second
+	// Ctrl-C ends a shutdown that hangs.
+	context.AfterFunc(ctx, stop)
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "run":
