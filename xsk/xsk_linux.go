@@ -640,8 +640,11 @@ func (s *Socket) poll(timeout time.Duration, rxOnly bool) (bool, error) {
 		s.mu.Unlock()
 		return true, nil
 	}
+	// Wait for rx whenever the socket has an rx ring, even with no frame
+	// in the fill ring right now: another goroutine may Release frames
+	// while we sleep, and then the kernel fills the rx ring.
 	var events int16
-	if s.rxDescs != nil && s.nRx > 0 {
+	if s.rxDescs != nil {
 		events |= unix.POLLIN
 	}
 	if s.nTx > 0 && !rxOnly {
