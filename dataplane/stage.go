@@ -1,7 +1,7 @@
 package dataplane
 
 import (
-	"encoding/binary"
+	"mflow/internal/csum"
 
 	"mflow/steer"
 	"mflow/vxlan"
@@ -59,22 +59,8 @@ func (s *ChecksumStage) Process(b *steer.Batch) {
 		}
 		var h uint32
 		for r := range rounds {
-			h = checksum(b.Out[i], uint64(h)+uint64(r))
+			h = uint32(csum.Sum(b.Out[i], uint64(h)+uint64(r)))
 		}
 		b.Hash[i] = h
 	}
-}
-
-func checksum(p []byte, acc uint64) uint32 {
-	for len(p) >= 4 {
-		acc += uint64(binary.BigEndian.Uint32(p))
-		p = p[4:]
-	}
-	for _, c := range p {
-		acc += uint64(c)
-	}
-	for acc>>32 != 0 {
-		acc = acc>>32 + acc&0xFFFFFFFF
-	}
-	return uint32(acc)
 }

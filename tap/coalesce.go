@@ -1,6 +1,10 @@
 package tap
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"mflow/internal/csum"
+)
 
 // Coalescing (the decap sink's side of TSO): consecutive TCP/IPv4 segments
 // of one flow, as they come out of the VxLAN decapsulation, are merged into
@@ -65,11 +69,11 @@ func parseSegment(frame []byte) (s segInfo, tot int, ok bool) {
 	if s.payload == 0 || s.flags&^tcpFlagPSH != 0x10 { // ACK, optionally PSH; nothing else
 		return s, 0, false
 	}
-	if fold(sum(ip[:20], 0)) != 0xffff {
+	if csum.Fold(csum.Sum(ip[:20], 0)) != 0xffff {
 		return s, 0, false
 	}
-	ps := sum(ip[12:20], 0) + protoTCP + uint32(len(tcp))
-	if fold(sum(tcp, ps)) != 0xffff {
+	ps := csum.Sum(ip[12:20], 0) + protoTCP + uint64(len(tcp))
+	if csum.Fold(csum.Sum(tcp, ps)) != 0xffff {
 		return s, 0, false
 	}
 	return s, 14 + tot, true
@@ -189,12 +193,12 @@ func (c *coalescer) run(segs [][]byte, offset, thl, ipTot, mss int) {
 	ip := f[14:]
 	binary.BigEndian.PutUint16(ip[2:], uint16(ipTot))
 	ip[10], ip[11] = 0, 0
-	binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip[:20], 0)))
+	binary.BigEndian.PutUint16(ip[10:], ^csum.Fold(csum.Sum(ip[:20], 0)))
 	tcp := ip[20:]
 	tcp[13] |= flags & tcpFlagPSH
 	// NEEDS_CSUM: the field holds the pseudo-header sum for the kernel (or
 	// a NIC) to complete.
-	binary.BigEndian.PutUint16(tcp[16:], fold(sum(ip[12:20], 0)+protoTCP+uint32(ipTot-20)))
+	binary.BigEndian.PutUint16(tcp[16:], csum.Fold(csum.Sum(ip[12:20], 0)+protoTCP+uint64(ipTot-20)))
 	c.out = append(c.out, wpkt{pkt: p, frames: len(segs), bytes: bytes})
 	c.used += len(p)
 }

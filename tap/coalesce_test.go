@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+
+	"mflow/internal/csum"
 )
 
 const coOffset = 64
@@ -32,7 +34,7 @@ func fixTCPChecksum(f []byte) {
 	tot := int(binary.BigEndian.Uint16(ip[2:]))
 	tcp := ip[20:tot]
 	tcp[16], tcp[17] = 0, 0
-	c := ^fold(sum(tcp, sum(ip[12:20], 0)+protoTCP+uint32(len(tcp))))
+	c := ^csum.Fold(csum.Sum(tcp, csum.Sum(ip[12:20], 0)+protoTCP+uint64(len(tcp))))
 	binary.BigEndian.PutUint16(tcp[16:], c)
 }
 
@@ -183,10 +185,10 @@ func TestCoalescePseudoChecksum(t *testing.T) {
 	if tot := binary.BigEndian.Uint16(ip[2:]); tot != 20+20+4000 || len(p) != VirtioNetHdrLen+14+int(tot) {
 		t.Errorf("IPv4 total length %d, packet %d bytes", tot, len(p))
 	}
-	if fold(sum(ip[:20], 0)) != 0xffff {
+	if csum.Fold(csum.Sum(ip[:20], 0)) != 0xffff {
 		t.Errorf("bad IPv4 header checksum")
 	}
-	want := fold(sum(ip[12:20], 0) + protoTCP + 4020)
+	want := csum.Fold(csum.Sum(ip[12:20], 0) + protoTCP + 4020)
 	if got := binary.BigEndian.Uint16(ip[20+16:]); got != want {
 		t.Errorf("TCP checksum field %#x, want the pseudo-header sum %#x", got, want)
 	}

@@ -3,6 +3,8 @@ package tap
 import (
 	"bytes"
 	"testing"
+
+	"mflow/internal/csum"
 )
 
 // FuzzSegment feeds arbitrary TAP packets to Segment and checks its
@@ -81,7 +83,7 @@ func FuzzSegment(f *testing.F) {
 				t.Fatalf("segment %d: link header changed", i)
 			}
 			if isIPv4(frame) {
-				if fold(sum(seg[l3Of(frame):l4], 0)) != 0xffff {
+				if csum.Fold(csum.Sum(seg[l3Of(frame):l4], 0)) != 0xffff {
 					t.Fatalf("segment %d: bad IPv4 header checksum", i)
 				}
 			}
@@ -89,15 +91,15 @@ func FuzzSegment(f *testing.F) {
 			if isTCP {
 				proto = protoTCP
 			}
-			var ps uint32
+			var ps uint64
 			l3 := l3Of(frame)
 			if isIPv4(frame) {
-				ps = sum(seg[l3+12:l3+20], 0)
+				ps = csum.Sum(seg[l3+12:l3+20], 0)
 			} else {
-				ps = sum(seg[l3+8:l3+40], 0)
+				ps = csum.Sum(seg[l3+8:l3+40], 0)
 			}
-			ps += proto + uint32(len(seg)-l4)
-			if c := fold(sum(seg[l4:], ps)); c != 0xffff {
+			ps += uint64(proto) + uint64(len(seg)-l4)
+			if c := csum.Fold(csum.Sum(seg[l4:], ps)); c != 0xffff {
 				t.Fatalf("segment %d: bad L4 checksum (sum %#x)", i, c)
 			}
 			cat = append(cat, seg[l4+l4len:]...)

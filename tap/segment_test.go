@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"mflow/internal/csum"
 )
 
 var (
@@ -121,18 +123,18 @@ func superFrame(s pktSpec, frame []byte, gsoSize int) []byte {
 	f := out[VirtioNetHdrLen:]
 	copy(f, frame)
 	// Partial checksum: the pseudo-header sum, not complemented.
-	var ps uint32
+	var ps uint64
 	if s.v6 {
-		ps = sum(f[l3+8:l3+40], 0)
+		ps = csum.Sum(f[l3+8:l3+40], 0)
 	} else {
-		ps = sum(f[l3+12:l3+20], 0)
+		ps = csum.Sum(f[l3+12:l3+20], 0)
 	}
 	proto := uint32(protoTCP)
 	if s.udp {
 		proto = protoUDP
 	}
-	ps += proto + uint32(len(f)-l4)
-	c := fold(ps)
+	ps += uint64(proto) + uint64(len(f)-l4)
+	c := csum.Fold(ps)
 	binary.BigEndian.PutUint16(f[l4+int(h.CsumOffset):], c)
 	return out
 }

@@ -2,7 +2,8 @@ package tap
 
 import (
 	"encoding/binary"
-	"math/bits"
+
+	"mflow/internal/csum"
 )
 
 // VirtioNetHdrLen is the length of the virtio_net_hdr that precedes every
@@ -165,7 +166,7 @@ func segment(pkt []byte, bufs [][]byte, sizes []int, offset, from int, partial b
 		copy(out, frame)
 		if h.Flags&FlagNeedsCsum != 0 {
 			start, field := int(h.CsumStart), int(h.CsumStart)+int(h.CsumOffset)
-			c := ^fold(sum(out[start:], 0))
+			c := ^csum.Fold(csum.Sum(out[start:], 0))
 			if c == 0 && h.CsumOffset == 6 { // UDP: 0 means "no checksum"
 				c = 0xffff
 			}
@@ -286,11 +287,11 @@ func segmentGSO(h *VirtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offse
 		tcpFlags = frame[l4+13]
 	}
 	// The pseudo-header's address part is the same for every segment.
-	var addrSum uint32
+	var addrSum uint64
 	if isV4 {
-		addrSum = sum(frame[l3+12:l3+20], 0)
+		addrSum = csum.Sum(frame[l3+12:l3+20], 0)
 	} else {
-		addrSum = sum(frame[l3+8:l3+40], 0)
+		addrSum = csum.Sum(frame[l3+8:l3+40], 0)
 	}
 
 	for i := from; i < from+count; i++ {
@@ -305,7 +306,7 @@ func segmentGSO(h *VirtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offse
 			id := ipID + uint16(i)
 			out[l3+4], out[l3+5] = byte(id>>8), byte(id)
 			out[l3+10], out[l3+11] = 0, 0
-			c := ^fold(sum(out[l3:l4], 0))
+			c := ^csum.Fold(csum.Sum(out[l3:l4], 0))
 			out[l3+10], out[l3+11] = byte(c>>8), byte(c)
 		} else {
 			pl := l4 - l3 - 40 + l4total
@@ -330,8 +331,8 @@ func segmentGSO(h *VirtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offse
 		}
 		out[csumField], out[csumField+1] = 0, 0
 		// Pseudo-header: addresses, protocol, L4 length.
-		ps := addrSum + uint32(protoOf(isTCP)) + uint32(l4total)
-		c := ^fold(sum(out[l4:], ps))
+		ps := addrSum + uint64(protoOf(isTCP)) + uint64(l4total)
+		c := ^csum.Fold(csum.Sum(out[l4:], ps))
 		if c == 0 && !isTCP {
 			c = 0xffff
 		}
@@ -346,46 +347,4 @@ func protoOf(tcp bool) byte {
 		return protoTCP
 	}
 	return protoUDP
-}
-
-// sum adds b as big-endian 16-bit words to acc (RFC 1071), without the
-// final fold to 16 bits. It adds 64-bit words with carry (2^64 = 1 modulo
-// 2^16-1, so the one's-complement sum is the same).
-func sum(b []byte, acc uint32) uint32 {
-	s, c := uint64(acc), uint64(0)
-	for len(b) >= 32 {
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), c)
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[8:]), c)
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[16:]), c)
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[24:]), c)
-		b = b[32:]
-	}
-	for len(b) >= 8 {
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), c)
-		b = b[8:]
-	}
-	if len(b) >= 4 {
-		s, c = bits.Add64(s, uint64(binary.BigEndian.Uint32(b)), c)
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		s, c = bits.Add64(s, uint64(binary.BigEndian.Uint16(b)), c)
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s, c = bits.Add64(s, uint64(b[0])<<8, c)
-	}
-	s, c = bits.Add64(s, 0, c)
-	s += c // c == 1 only if s wrapped to 0
-	s = s>>32 + s&0xffffffff
-	s = s>>32 + s&0xffffffff
-	return uint32(s)
-}
-
-// fold folds a 32-bit one's-complement sum into 16 bits.
-func fold(s uint32) uint16 {
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }

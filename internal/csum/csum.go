@@ -9,33 +9,46 @@
 // allocation.
 package csum
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
-// Sum adds b to the running one's-complement sum acc, eight bytes at a time.
-// The result is not folded. An odd trailing byte is padded with a zero, so
-// only the last piece of a message may have an odd length.
+// Sum adds b to the running one's-complement sum acc, 32 bytes at a time
+// with carries. The result is not folded to 16 bits but is below 2^33, so
+// callers may add a few small terms (a protocol number, a length) before
+// Fold. An odd trailing byte is padded with a zero, so only the last piece
+// of a message may have an odd length.
 func Sum(b []byte, acc uint64) uint64 {
-	var carry uint64
+	// 2^64 ≡ 1 (mod 2^16-1): adding 64-bit words with end-around carry
+	// keeps the one's-complement sum of the 16-bit words.
+	s, c := acc, uint64(0)
+	for len(b) >= 32 {
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), c)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[8:]), c)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[16:]), c)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[24:]), c)
+		b = b[32:]
+	}
 	for len(b) >= 8 {
-		v := binary.BigEndian.Uint64(b)
-		acc += v
-		if acc < v {
-			carry++
-		}
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), c)
 		b = b[8:]
 	}
-	// 2^32 ≡ 1 and 2^64 ≡ 1 modulo 0xFFFF, so folding the accumulator to
-	// 33 bits and adding the carries keeps the sum; the additions below
-	// cannot overflow.
-	acc = (acc >> 32) + (acc & 0xFFFFFFFF) + carry
-	for len(b) >= 2 {
-		acc += uint64(binary.BigEndian.Uint16(b))
+	if len(b) >= 4 {
+		s, c = bits.Add64(s, uint64(binary.BigEndian.Uint32(b)), c)
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		s, c = bits.Add64(s, uint64(binary.BigEndian.Uint16(b)), c)
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		acc += uint64(b[0]) << 8
+		s, c = bits.Add64(s, uint64(b[0])<<8, c)
 	}
-	return acc
+	s, c = bits.Add64(s, 0, c)
+	s += c // c is 1 only if s wrapped to 0
+	// 2^32 ≡ 1 too: fold to 33 bits.
+	return s>>32 + s&0xFFFFFFFF
 }
 
 // Fold reduces a running sum to 16 bits with end-around carry.

@@ -1,6 +1,9 @@
 package csum
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
 func TestChecksum(t *testing.T) {
 	// RFC 1071 §3 example: the sum of these words is 0xddf2.
@@ -61,4 +64,38 @@ func FuzzSum(f *testing.F) {
 			t.Fatalf("Sum %#x, reference %#x", got, want)
 		}
 	})
+}
+
+// TestSumCarries compares Sum with a plain 16-bit loop on random inputs,
+// a third of them all 0xff so that every addition carries.
+func TestSumCarries(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 5000; i++ {
+		b := make([]byte, r.IntN(200))
+		for j := range b {
+			b[j] = byte(r.Uint32())
+			if i%3 == 0 {
+				b[j] = 0xff
+			}
+		}
+		acc := uint64(r.Uint32())
+		ref := acc
+		for j := 0; j+1 < len(b); j += 2 {
+			ref += uint64(b[j])<<8 | uint64(b[j+1])
+		}
+		if len(b)%2 == 1 {
+			ref += uint64(b[len(b)-1]) << 8
+		}
+		if got, want := Fold(Sum(b, acc)), Fold(ref); got != want && !(got == 0xFFFF && want == 0) && !(got == 0 && want == 0xFFFF) {
+			t.Fatalf("len %d acc %#x: Sum folds to %#x, reference %#x", len(b), acc, got, want)
+		}
+	}
+}
+
+func BenchmarkSum1500(b *testing.B) {
+	buf := make([]byte, 1500)
+	b.SetBytes(1500)
+	for b.Loop() {
+		Sum(buf, 0)
+	}
 }
