@@ -110,7 +110,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "mflow bench: %v\n", err)
 		return exitRuntime
 	}
-	if len(rep.Warnings) > 0 {
+	if rep.Failed() {
+		fmt.Fprintln(stderr, "mflow bench: some steps failed (see the table)")
 		return exitRuntime
 	}
 	return exitOK

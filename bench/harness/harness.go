@@ -1,0 +1,345 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Mode kinds.
+const (
+	ModeNative    = "native"     // peer → the host itself, no overlay and no container
+	ModeKernel    = "kernel"     // the kernel's VxLAN device on the host
+	ModeKernelRPS = "kernel-rps" // kernel plus RPS on the wire's receive queue
+	ModeCeiling   = "ceiling"    // AF_XDP receive-and-drop on the host's uplink
+)
+
+// Policies are the mflow steering policies, which are also mode names.
+var Policies = []string{"single", "flow", "pipeline", "microflow"}
+
+// Options configures Run. Zero fields take the defaults of DefaultOptions.
+type Options struct {
+	// Modes to compare: native, kernel, kernel-rps, ceiling and the
+	// steering policies single, flow, pipeline, microflow.
+	Modes []string `json:"modes"`
+	// Workers lists worker counts for flow and microflow: one mode per
+	// value ("microflow-w4").
+	Workers []int `json:"workers"`
+	// Batch is mflow's micro-flow size.
+	Batch int `json:"batch"`
+	// Sizes are UDP payload sizes in bytes (16 to 1422); the first is the
+	// size of the flows sweep and of the latency steps.
+	Sizes []int `json:"sizes"`
+	// Flows are flow counts; the first is used in the size sweep.
+	Flows []int `json:"flows"`
+	// TCPSizes are TCP write sizes; empty means no TCP steps.
+	TCPSizes []int `json:"tcp_sizes,omitempty"`
+	// Rates are offered loads in packets per second for the latency
+	// steps; empty means none.
+	Rates []float64 `json:"rates,omitempty"`
+	// ReorderBatches are the batch sizes of the in-memory Fig. 7
+	// experiment; empty means none. ReorderWorkers and ReorderPackets
+	// size it.
+	ReorderBatches []int  `json:"reorder_batches,omitempty"`
+	ReorderWorkers int    `json:"reorder_workers,omitempty"`
+	ReorderPackets uint64 `json:"reorder_packets,omitempty"`
+	// Duration of one repetition's traffic; Reps repetitions per step.
+	Duration time.Duration `json:"duration_ns"`
+	Reps     int           `json:"reps"`
+	// GenCPUs are the CPUs of the generator threads (one each).
+	GenCPUs []int `json:"gen_cpus"`
+	// GenBatch is the live-frames batch (frames per flush).
+	GenBatch uint32 `json:"gen_batch"`
+	// Receivers is the number of SO_REUSEPORT sockets in the container
+	// (each read by its own goroutine with recvmmsg); 0 means
+	// min(max flows, NumCPU).
+	Receivers int `json:"receivers"`
+	// Pin pins mflow's dispatcher and workers (and the ceiling's receive
+	// loop) to CPUs other than the generator's, when there are enough.
+	Pin bool `json:"pin"`
+	// Prefix of the namespace names.
+	Prefix string `json:"prefix"`
+	// Log receives the daemon's warnings; nil discards them.
+	Log io.Writer `json:"-"`
+}
+
+// DefaultOptions is the full run: every mode, the paper's sweeps.
+func DefaultOptions() Options {
+	return Options{
+		Modes:          []string{ModeNative, ModeKernel, ModeKernelRPS, "single", "flow", "pipeline", "microflow", ModeCeiling},
+		Workers:        []int{2},
+		Batch:          256,
+		Sizes:          []int{64, 16, 256, 1024, 1422},
+		Flows:          []int{1, 2, 5, 10, 20},
+		TCPSizes:       []int{16, 4096, 65536},
+		Rates:          []float64{50e3, 200e3, 500e3},
+		ReorderBatches: []int{1, 4, 16, 64, 256, 1024},
+		ReorderWorkers: 2,
+		ReorderPackets: 1 << 20,
+		Duration:       2 * time.Second,
+		Reps:           3,
+		GenCPUs:        []int{0},
+		GenBatch:       64,
+		Pin:            true,
+		Prefix:         "mfbench",
+	}
+}
+
+// QuickOptions is `mflow bench --quick`: one size, kernel vs. single vs.
+// microflow, short repetitions; well under a minute on two cores.
+func QuickOptions() Options {
+	o := DefaultOptions()
+	o.Modes = []string{ModeKernel, "single", "microflow"}
+	o.Sizes = []int{64}
+	o.Flows = []int{1}
+	o.TCPSizes = []int{65536}
+	o.Rates = nil
+	o.ReorderBatches = []int{1, 256}
+	o.ReorderPackets = 1 << 16
+	o.Duration = 700 * time.Millisecond
+	o.Reps = 3
+	return o
+}
+
+// Mode is one configuration of the host's receive path.
+type Mode struct {
+	Name    string // as reported: "kernel", "microflow-w4"
+	Kind    string // native, kernel, kernel-rps, ceiling or "mflow"
+	Policy  string // mflow only
+	Workers int    // mflow only
+}
+
+// Expand turns Options.Modes and Workers into the modes to run, in order.
+func (o *Options) Expand() ([]Mode, error) {
+	var out []Mode
+	for _, m := range o.Modes {
+		switch {
+		case m == ModeNative || m == ModeKernel || m == ModeKernelRPS || m == ModeCeiling:
+			out = append(out, Mode{Name: m, Kind: m})
+		case m == "single":
+			out = append(out, Mode{Name: m, Kind: "mflow", Policy: m, Workers: 1})
+		case m == "pipeline":
+			out = append(out, Mode{Name: m, Kind: "mflow", Policy: m, Workers: 2})
+		case m == "flow" || m == "microflow":
+			for _, w := range o.Workers {
+				if w < 1 {
+					return nil, fmt.Errorf("expanding modes: %d workers", w)
+				}
+				name := m
+				if len(o.Workers) > 1 || w != 2 {
+					name = fmt.Sprintf("%s-w%d", m, w)
+				}
+				out = append(out, Mode{Name: name, Kind: "mflow", Policy: m, Workers: w})
+			}
+		default:
+			return nil, fmt.Errorf("expanding modes: unknown mode %q (want native, kernel, kernel-rps, ceiling, %s)", m, strings.Join(Policies, ", "))
+		}
+	}
+	return out, nil
+}
+
+// StepsFor returns the steps measured in mode m: the size sweep at the
+// first flow count, the flows sweep at the first size, the TCP sizes and
+// the latency rates (ceiling has only UDP steps: nothing reaches a
+// container there).
+func (o *Options) StepsFor(m Mode) []Step {
+	var steps []Step
+	for _, s := range o.Sizes {
+		steps = append(steps, Step{Kind: KindUDP, Size: s, Flows: o.Flows[0]})
+	}
+	for _, f := range o.Flows[1:] {
+		steps = append(steps, Step{Kind: KindUDP, Size: o.Sizes[0], Flows: f})
+	}
+	if m.Kind == ModeCeiling {
+		return steps
+	}
+	for _, s := range o.TCPSizes {
+		steps = append(steps, Step{Kind: KindTCP, Size: s})
+	}
+	for _, r := range o.Rates {
+		steps = append(steps, Step{Kind: KindLatency, Size: o.Sizes[0], Flows: 1, Rate: r})
+	}
+	return steps
+}
+
+// MaxPayload is the largest UDP payload that fits the overlay MTU (1450)
+// without fragmentation.
+const MaxPayload = 1450 - 20 - 8
+
+// MinPayload holds the sequence number and the send timestamp.
+const MinPayload = 16
+
+func (o *Options) fill() error {
+	d := DefaultOptions()
+	if len(o.Modes) == 0 {
+		o.Modes = d.Modes
+	}
+	if len(o.Workers) == 0 {
+		o.Workers = d.Workers
+	}
+	if o.Batch == 0 {
+		o.Batch = d.Batch
+	}
+	if len(o.Sizes) == 0 {
+		o.Sizes = d.Sizes
+	}
+	if len(o.Flows) == 0 {
+		o.Flows = []int{1}
+	}
+	if o.Duration <= 0 {
+		o.Duration = d.Duration
+	}
+	if o.Reps <= 0 {
+		o.Reps = d.Reps
+	}
+	if o.GenCPUs == nil {
+		o.GenCPUs = d.GenCPUs
+	}
+	if o.GenBatch == 0 {
+		o.GenBatch = d.GenBatch
+	}
+	if o.ReorderWorkers == 0 {
+		o.ReorderWorkers = d.ReorderWorkers
+	}
+	if o.ReorderPackets == 0 {
+		o.ReorderPackets = d.ReorderPackets
+	}
+	if o.Prefix == "" {
+		o.Prefix = d.Prefix
+	}
+	for _, s := range o.Sizes {
+		if s < MinPayload || s > MaxPayload {
+			return fmt.Errorf("checking options: UDP payload %d outside [%d, %d]", s, MinPayload, MaxPayload)
+		}
+	}
+	for _, f := range o.Flows {
+		if f < 1 || f > 4096 {
+			return fmt.Errorf("checking options: %d flows outside [1, 4096]", f)
+		}
+	}
+	for _, s := range o.TCPSizes {
+		if s < 1 || s > 1<<24 {
+			return fmt.Errorf("checking options: TCP message size %d outside [1, 16 MiB]", s)
+		}
+	}
+	for _, c := range o.GenCPUs {
+		if c < 0 || c >= runtime.NumCPU() {
+			return fmt.Errorf("checking options: generator CPU %d does not exist (%d CPUs)", c, runtime.NumCPU())
+		}
+	}
+	if o.Receivers == 0 {
+		o.Receivers = min(slices.Max(o.Flows), runtime.NumCPU())
+	}
+	_, err := o.Expand()
+	return err
+}
+
+// Estimate returns how long Run should take with these options.
+func (o Options) Estimate() time.Duration {
+	if err := o.fill(); err != nil {
+		return 0
+	}
+	modes, _ := o.Expand()
+	var d time.Duration
+	for _, m := range modes {
+		d += 1500 * time.Millisecond // testbed and mode setup
+		d += time.Duration(len(o.StepsFor(m))*o.Reps) * (o.Duration + 400*time.Millisecond)
+	}
+	if len(o.ReorderBatches) > 0 {
+		d += time.Duration(len(o.ReorderBatches)*2*o.Reps) * 150 * time.Millisecond
+	}
+	return d
+}
+
+// ErrUnsupported is returned by Run on platforms other than Linux.
+var ErrUnsupported = errors.New("harness: unsupported platform (needs Linux)")
+
+// progress prints one line per repetition with the time elapsed and an
+// estimate of the time left; the lines are plain (no carriage returns), so
+// that a log that is not a terminal stays readable.
+type progress struct {
+	w        io.Writer
+	start    time.Time
+	total    int           // repetitions planned
+	done     int           // repetitions finished
+	estimate time.Duration // of the whole run, from Options.Estimate
+}
+
+func (p *progress) line(format string, args ...any) {
+	if p.w == nil {
+		return
+	}
+	el := time.Since(p.start)
+	left := p.estimate - el
+	if p.done > 0 && p.total > 0 {
+		left = time.Duration(float64(el) / float64(p.done) * float64(p.total-p.done))
+	}
+	fmt.Fprintf(p.w, "[%6.1fs] (%d/%d, ~%s left) %s\n", el.Seconds(), p.done, p.total,
+		max(left, 0).Round(time.Second), fmt.Sprintf(format, args...))
+}
+
+// Run measures every mode and step of o, writes progress lines to
+// progressW (nil: none) and returns the report. A failing step is recorded
+// in its Result and the run goes on; a failing mode setup is recorded as
+// one Result with its error. Run returns an error only when ctx ends (with
+// the report so far) or the options are invalid. Everything Run creates
+// is removed when it returns.
+func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	modes, _ := o.Expand()
+	rep := &Report{Started: time.Now(), Options: o, Machine: machine(o.GenCPUs)}
+	p := &progress{w: progressW, start: rep.Started, estimate: o.Estimate()}
+	for _, m := range modes {
+		rep.Modes = append(rep.Modes, m.Name)
+		p.total += len(o.StepsFor(m)) * o.Reps
+	}
+	if len(o.ReorderBatches) > 0 {
+		p.total += len(o.ReorderBatches) * 2 * o.Reps
+	}
+	p.line("starting: %d modes (%s), %v per repetition, %d repetitions", len(modes), strings.Join(rep.Modes, ", "), o.Duration, o.Reps)
+	for _, m := range modes {
+		if err := ctx.Err(); err != nil {
+			break
+		}
+		res, err := runMode(ctx, &o, m, p)
+		rep.Results = append(rep.Results, res...)
+		if err != nil {
+			p.line("%s: %v", m.Name, err)
+			if ctx.Err() == nil {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %v", m.Name, err))
+			}
+		}
+	}
+	if len(o.ReorderBatches) > 0 && ctx.Err() == nil {
+		rep.Results = append(rep.Results, reorder(ctx, o, p)...)
+	}
+	rep.Seconds = time.Since(rep.Started).Seconds()
+	p.line("done in %.1fs", rep.Seconds)
+	return rep, ctx.Err()
+}
+
+// machine describes the running machine.
+func machine(gen []int) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), GenCPUs: gen}
+	m.Hostname, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.Model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}

@@ -1,0 +1,325 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSummarize(t *testing.T) {
+	nan := math.NaN()
+	for _, tc := range []struct {
+		name string
+		in   []float64
+		want Summary
+	}{
+		{"empty", nil, Summary{}},
+		{"only NaN", []float64{nan}, Summary{}},
+		{"one", []float64{2}, Summary{Median: 2, Min: 2, Max: 2, N: 1}},
+		{"odd", []float64{5, 1, 3}, Summary{Median: 3, Min: 1, Max: 5, N: 3}},
+		{"even", []float64{4, 1, 3, 10}, Summary{Median: 3.5, Min: 1, Max: 10, N: 4}},
+		{"NaN ignored", []float64{nan, 7, 1, nan, 4}, Summary{Median: 4, Min: 1, Max: 7, N: 3}},
+	} {
+		in := append([]float64(nil), tc.in...)
+		got := Summarize(in)
+		if got != tc.want {
+			t.Errorf("%s: Summarize(%v) = %+v, want %+v", tc.name, tc.in, got, tc.want)
+		}
+		for i := range in {
+			if !(in[i] == tc.in[i] || math.IsNaN(in[i]) && math.IsNaN(tc.in[i])) {
+				t.Errorf("%s: Summarize modified its input: %v", tc.name, in)
+			}
+		}
+	}
+	if s := (Summary{Median: 4, Min: 3, Max: 5, N: 3}).Spread(); s != 0.5 {
+		t.Errorf("Spread = %v, want 0.5", s)
+	}
+	if s := (Summary{}).Spread(); s != 0 {
+		t.Errorf("Spread of nothing = %v, want 0", s)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	xs := make([]float64, 1000)
+	for i := range xs {
+		xs[i] = float64(i + 1)
+	}
+	for q, want := range map[float64]float64{0: 1, 0.5: 500, 0.99: 990, 0.999: 999, 1: 1000} {
+		if got := Percentile(xs, q); got != want {
+			t.Errorf("Percentile(1..1000, %v) = %v, want %v", q, got, want)
+		}
+	}
+	if !math.IsNaN(Percentile(nil, 0.5)) {
+		t.Error("Percentile of nothing is not NaN")
+	}
+}
+
+const stat0 = `cpu  100 0 100 800 0 0 0 0 0 0
+cpu0 50 0 50 400 0 0 0 0 0 0
+cpu1 50 0 50 400 0 0 0 0 0 0
+intr 12345 1 2
+ctxt 999
+`
+
+// After 100 ticks per core: cpu0 fully busy (20 user, 30 system, 50
+// softirq), cpu1 idle but for 10 user and 10 iowait.
+const stat1 = `cpu  130 0 130 880 10 0 50 0 0 0
+cpu0 70 0 80 400 0 0 50 0 0 0
+cpu1 60 0 50 480 10 0 0 0 0 0
+intr 22345 1 2
+`
+
+func TestCPUUsage(t *testing.T) {
+	b, err := ParseProcStat(strings.NewReader(stat0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ParseProcStat(strings.NewReader(stat1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 2 || b[1].CPU != 1 || b[1].Idle != 400 {
+		t.Fatalf("parsed %+v", b)
+	}
+	got := CPUUsage(b, a)
+	want := []CoreUsage{
+		{CPU: 0, Busy: 100, User: 20, System: 30, SoftIRQ: 50},
+		{CPU: 1, Busy: 10, User: 10, System: 0, SoftIRQ: 0},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("CPUUsage = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("core %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	// A core missing before (hot-plugged) is left out; equal readings
+	// report zeros.
+	if u := CPUUsage(b[:1], a); len(u) != 1 || u[0].CPU != 0 {
+		t.Errorf("hot-plugged core: %+v", u)
+	}
+	if u := CPUUsage(b, b); u[0] != (CoreUsage{CPU: 0}) {
+		t.Errorf("no ticks: %+v", u[0])
+	}
+	if _, err := ParseProcStat(strings.NewReader("cpu0 1 x 3 4\n")); err == nil {
+		t.Error("bad field parsed without error")
+	}
+	m := medianCPU([][]CoreUsage{{{CPU: 0, Busy: 10}}, {{CPU: 0, Busy: 30}}, {{CPU: 0, Busy: 20}}})
+	if len(m) != 1 || m[0].Busy != 20 {
+		t.Errorf("medianCPU = %+v, want busy 20", m)
+	}
+}
+
+// testReport is a report of two modes in two steps.
+func testReport() *Report {
+	o := DefaultOptions()
+	o.Sizes, o.Flows, o.Reps = []int{64, 256}, []int{1}, 3
+	r := &Report{Options: o, Machine: Machine{CPUs: 2, GenCPUs: []int{0}}}
+	for _, mode := range []string{"kernel", "microflow"} {
+		for _, size := range []int{64, 256} {
+			res := Result{Mode: mode, Step: Step{Kind: KindUDP, Size: size, Flows: 1}}
+			for rep := range 3 {
+				v := float64(size) / 64 * float64(rep+1)
+				if mode == "microflow" {
+					v *= 2
+				}
+				res.Samples = append(res.Samples, Sample{
+					Metrics: map[string]float64{MDeliveredMpps: v, MOfferedMpps: 10, MOutOfOrder: 0},
+					CPU:     []CoreUsage{{CPU: 0, Busy: 50 + float64(rep)}, {CPU: 1, Busy: 10}},
+				})
+			}
+			res.summarise()
+			r.Results = append(r.Results, res)
+		}
+	}
+	r.Results = append(r.Results, Result{Mode: "single", Step: Step{Kind: KindTCP, Size: 65536}, Error: "connecting: refused"})
+	return r
+}
+
+func TestCSVShape(t *testing.T) {
+	r := testReport()
+	var buf bytes.Buffer
+	if err := r.WriteCSV(&buf); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := CSVHeader()
+	if len(rows) != 1+len(r.Results) {
+		t.Fatalf("%d rows, want %d", len(rows), 1+len(r.Results))
+	}
+	if strings.Join(rows[0], ",") != strings.Join(head, ",") {
+		t.Fatalf("header %v, want %v", rows[0], head)
+	}
+	col := map[string]int{}
+	for i, h := range head {
+		col[h] = i
+	}
+	// microflow at 256 bytes: samples 8, 16, 24.
+	row := rows[4]
+	if row[col["mode"]] != "microflow" || row[col["size"]] != "256" {
+		t.Fatalf("row 4 is %v", row[:4])
+	}
+	for name, want := range map[string]string{"delivered_mpps": "16", "delivered_mpps_min": "8", "delivered_mpps_max": "24",
+		"reps": "3", "cpu_busy_pct_per_core": "0:51 1:10", "loss_pct": ""} {
+		if got := row[col[name]]; got != want {
+			t.Errorf("column %s = %q, want %q", name, got, want)
+		}
+	}
+	if got := rows[5][col["error"]]; got != "connecting: refused" {
+		t.Errorf("error column = %q", got)
+	}
+}
+
+func TestJSONShape(t *testing.T) {
+	r := testReport()
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Results) != len(r.Results) {
+		t.Fatalf("%d results after round trip, want %d", len(back.Results), len(r.Results))
+	}
+	got := back.Results[1].Metrics[MDeliveredMpps]
+	if got != (Summary{Median: 8, Min: 4, Max: 12, N: 3}) {
+		t.Errorf("kernel 256: delivered %+v", got)
+	}
+	var raw map[string]any
+	json.Unmarshal(buf.Bytes(), &raw)
+	for _, k := range []string{"started", "machine", "options", "results"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("JSON lacks %q", k)
+		}
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	var buf bytes.Buffer
+	if err := testReport().WriteMarkdown(&buf); err != nil {
+		t.Fatal(err)
+	}
+	md := buf.String()
+	for _, want := range []string{
+		"| kernel | udp size=64 flows=1 | 10.000 | 2.000 [1.000–3.000] | 1.00 |",
+		"| microflow | udp size=256 flows=1 | 10.000 | 16.000 [8.000–24.000] | 2.00 |",
+		"single (error: connecting: refused)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestWriteFiles(t *testing.T) {
+	dir := t.TempDir()
+	files, err := testReport().WriteFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"report.json", "results.csv", "report.md", "fig8a_udp_size.png"}
+	for _, w := range want {
+		p := filepath.Join(dir, w)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Errorf("missing %s (wrote %v)", w, files)
+			continue
+		}
+		if strings.HasSuffix(w, ".png") && !bytes.HasPrefix(b, []byte("\x89PNG")) {
+			t.Errorf("%s is not a PNG", w)
+		}
+	}
+	if len(files) != len(want) {
+		t.Errorf("wrote %v, want exactly %v (no plot without a line)", files, want)
+	}
+}
+
+func TestExpandAndSteps(t *testing.T) {
+	o := DefaultOptions()
+	o.Modes = []string{"kernel", "microflow", "ceiling", "single"}
+	o.Workers = []int{1, 4}
+	modes, err := o.Expand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range modes {
+		names = append(names, m.Name)
+	}
+	if got := strings.Join(names, ","); got != "kernel,microflow-w1,microflow-w4,ceiling,single" {
+		t.Errorf("modes %s", got)
+	}
+	o.Workers = []int{2}
+	modes, _ = o.Expand()
+	if modes[1].Name != "microflow" || modes[1].Workers != 2 {
+		t.Errorf("default workers: %+v", modes[1])
+	}
+	// ceiling has only UDP steps; others have all kinds.
+	for _, m := range modes {
+		kinds := map[string]int{}
+		for _, s := range o.StepsFor(m) {
+			kinds[s.Kind]++
+		}
+		wantUDP := len(o.Sizes) + len(o.Flows) - 1
+		if kinds[KindUDP] != wantUDP {
+			t.Errorf("%s: %d UDP steps, want %d", m.Name, kinds[KindUDP], wantUDP)
+		}
+		if m.Kind == ModeCeiling && (kinds[KindTCP] != 0 || kinds[KindLatency] != 0) {
+			t.Errorf("ceiling has steps %v", kinds)
+		}
+		if m.Kind != ModeCeiling && (kinds[KindTCP] != len(o.TCPSizes) || kinds[KindLatency] != len(o.Rates)) {
+			t.Errorf("%s has steps %v", m.Name, kinds)
+		}
+	}
+	o.Modes = []string{"kernal"}
+	if _, err := o.Expand(); err == nil {
+		t.Error("unknown mode accepted")
+	}
+	bad := DefaultOptions()
+	bad.Sizes = []int{2000}
+	if err := bad.fill(); err == nil {
+		t.Error("payload above the overlay MTU accepted")
+	}
+	if QuickOptions().Estimate() > 45*time.Second {
+		t.Errorf("quick run estimated at %v", QuickOptions().Estimate())
+	}
+}
+
+// TestReorder runs the in-memory Fig. 7 experiment: with the merger every
+// frame arrives, in order; without it none is lost or duplicated.
+func TestReorder(t *testing.T) {
+	o := DefaultOptions()
+	o.ReorderBatches, o.ReorderPackets, o.Reps, o.ReorderWorkers = []int{1, 64}, 1<<14, 1, 2
+	rs := Reorder(context.Background(), o, nil)
+	if len(rs) != 4 {
+		t.Fatalf("%d results, want 4", len(rs))
+	}
+	for _, r := range rs {
+		if r.Error != "" {
+			t.Fatalf("%s %s: %s", r.Mode, r.Step, r.Error)
+		}
+		s := r.Samples[0]
+		if s.Recv != s.Sent || s.Metrics[MDuplicates] != 0 || s.Metrics[MLossPct] != 0 {
+			t.Errorf("%s %s: received %d of %d, %v duplicates", r.Mode, r.Step, s.Recv, s.Sent, s.Metrics[MDuplicates])
+		}
+		if r.Mode == "microflow-merger" && (s.Metrics[MOutOfOrder] != 0 || s.Metrics[MReorderEvents] != 0) {
+			t.Errorf("%s %s: %v out of order with the merger", r.Mode, r.Step, s.Metrics[MOutOfOrder])
+		}
+		if ev := s.Metrics[MReorderEvents]; ev > s.Metrics[MOutOfOrder] {
+			t.Errorf("%s %s: %v backward jumps but %v late packets", r.Mode, r.Step, ev, s.Metrics[MOutOfOrder])
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"mflow/bench/testbed"
+)
+
+// TestAllModes runs every mode briefly on the real testbed (as root): each
+// must deliver traffic through its path, mflow and the kernel in order,
+// and leave no namespace behind. It checks function, not speed.
+func TestAllModes(t *testing.T) {
+	testbed.RequirePrivileges(t)
+	if testing.Short() {
+		t.Skip("builds eight testbeds; skipped with -short")
+	}
+	o := DefaultOptions()
+	o.Prefix = "mfbt"
+	o.Sizes, o.Flows = []int{64}, []int{2}
+	o.TCPSizes = []int{65536}
+	o.Rates = []float64{20000}
+	o.ReorderBatches = nil
+	o.Duration, o.Reps = 300*time.Millisecond, 1
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o, &progress)
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md bytes.Buffer
+	rep.WriteMarkdown(&md)
+	t.Logf("\n%s", md.String())
+	for _, w := range rep.Warnings {
+		t.Errorf("warning: %s", w)
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Results {
+		seen[r.Mode] = true
+		if r.Error != "" {
+			t.Errorf("%s %s: %s", r.Mode, r.Step, r.Error)
+			continue
+		}
+		m := r.Metrics
+		switch r.Step.Kind {
+		case KindUDP, KindLatency:
+			if m[MDeliveredMpps].Median <= 0 {
+				t.Errorf("%s %s: nothing delivered", r.Mode, r.Step)
+			}
+			if r.Mode != ModeCeiling && r.Mode != ModeKernelRPS && r.Mode != "flow" && m[MOutOfOrder].Median != 0 {
+				// RPS and flow steering keep each flow on one core; the
+				// others have one path: no flow may be reordered.
+				t.Errorf("%s %s: %v out of order", r.Mode, r.Step, m[MOutOfOrder].Median)
+			}
+			if m[MDuplicates].Median != 0 {
+				t.Errorf("%s %s: %v duplicates", r.Mode, r.Step, m[MDuplicates].Median)
+			}
+			if r.Step.Kind == KindLatency && m[MRTTP50].N == 0 {
+				t.Errorf("%s %s: no round-trip samples", r.Mode, r.Step)
+			}
+		case KindTCP:
+			if m[MDeliveredGbps].Median <= 0 {
+				t.Errorf("%s %s: no TCP goodput", r.Mode, r.Step)
+			}
+		}
+	}
+	for _, m := range o.Modes {
+		if !seen[m] {
+			t.Errorf("mode %s missing from the results", m)
+		}
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Results) != len(rep.Results) {
+		t.Errorf("JSON round trip: %v, %d results", err, len(back.Results))
+	}
+	ents, _ := os.ReadDir(testbed.NetnsDir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), o.Prefix+"-") {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
+}
