@@ -54,9 +54,12 @@ func TestAllModes(t *testing.T) {
 			if m[MDeliveredMpps].Median <= 0 {
 				t.Errorf("%s %s: nothing delivered", r.Mode, r.Step)
 			}
-			if r.Mode != ModeCeiling && r.Mode != ModeKernelRPS && r.Mode != "flow" && m[MOutOfOrder].Median != 0 {
-				// RPS and flow steering keep each flow on one core; the
-				// others have one path: no flow may be reordered.
+			// mflow's ordered policies promise exact per-flow order. The
+			// kernel modes are measured, not judged: under load from
+			// other test packages the kernel's own path has delivered a
+			// few datagrams out of order here (19 of 6000 once, in CI).
+			ordered := r.Mode == "single" || r.Mode == "pipeline" || strings.HasPrefix(r.Mode, "microflow")
+			if ordered && m[MOutOfOrder].Median != 0 {
 				t.Errorf("%s %s: %v out of order", r.Mode, r.Step, m[MOutOfOrder].Median)
 			}
 			if m[MDuplicates].Median != 0 {
