@@ -22,6 +22,15 @@ import (
 // the inner checksum is VxLAN's only end-to-end integrity check, so a
 // corrupted segment is written on its own for the kernel to drop, never
 // folded into a super-frame whose checksum the kernel would trust.
+//
+// UDP (the decap sink's side of USO): consecutive datagrams of one UDP/IPv4
+// flow (same Ethernet header, addresses, ports, TOS, TTL and DF flag; not
+// fragments) with the same payload length (the last of a run may be
+// shorter) and valid checksums are merged into one super-frame of GSO type
+// UDP_L4, which the kernel cuts back into the same datagrams. Payloads and
+// their boundaries are kept exactly; the only header field that may differ
+// is the IPv4 identification, which the kernel numbers upwards from the
+// first datagram's (a receiving application never sees it).
 
 const (
 	maxCoalesceIP = 65535 // largest IPv4 total length of a super-frame
@@ -96,6 +105,46 @@ func sameFlow(a, b []byte, thl int) bool {
 		string(a[54:34+thl]) == string(b[54:34+thl]) // options
 }
 
+// parseDatagram returns the UDP payload length of a UDP/IPv4 frame and
+// its length without Ethernet padding, and whether it may be coalesced:
+// no IP options, not a fragment, a UDP length that matches the IPv4 one,
+// a non-empty payload and valid checksums (a zero UDP checksum means none).
+func parseDatagram(frame []byte) (payload, tot int, ok bool) {
+	if len(frame) < 14+20+8 || frame[12] != 0x08 || frame[13] != 0x00 {
+		return 0, 0, false
+	}
+	ip := frame[14:]
+	if ip[0] != 0x45 || ip[9] != protoUDP {
+		return 0, 0, false
+	}
+	if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 { // MF or an offset: a fragment
+		return 0, 0, false
+	}
+	tot = int(binary.BigEndian.Uint16(ip[2:]))
+	if tot <= 28 || tot > len(ip) || int(binary.BigEndian.Uint16(ip[24:])) != tot-20 {
+		return 0, 0, false
+	}
+	if csum.Fold(csum.Sum(ip[:20], 0)) != 0xffff {
+		return 0, 0, false
+	}
+	udp := ip[20:tot]
+	if binary.BigEndian.Uint16(udp[6:]) != 0 {
+		ps := csum.Sum(ip[12:20], 0) + protoUDP + uint64(len(udp))
+		if csum.Fold(csum.Sum(udp, ps)) != 0xffff {
+			return 0, 0, false
+		}
+	}
+	return tot - 28, 14 + tot, true
+}
+
+// sameDatagramFlow reports whether datagram b may follow run head a: equal
+// Ethernet header, TOS, flags (DF), TTL, addresses and ports.
+func sameDatagramFlow(a, b []byte) bool {
+	return string(a[:14]) == string(b[:14]) &&
+		a[15] == b[15] && a[20] == b[20] && a[22] == b[22] &&
+		string(a[26:38]) == string(b[26:38])
+}
+
 // coalescer plans the writes of one batch: it appends to out the packets
 // to write, each with its virtio header, copying runs of two or more
 // segments into arena and pointing at the caller's buffers otherwise. It is
@@ -126,6 +175,15 @@ func (c *coalescer) plan(bufs [][]byte, offset int) int {
 	for i < len(bufs) {
 		f := bufs[i][offset:]
 		s, _, ok := parseSegment(f)
+		if !ok {
+			if k, done := c.planUDP(bufs, i, offset); done {
+				if k < 0 {
+					return i // arena full: write what is planned first
+				}
+				i = k
+				continue
+			}
+		}
 		if !ok || s.flags&tcpFlagPSH != 0 {
 			c.single(bufs[i], offset, len(f))
 			i++
@@ -163,6 +221,71 @@ func (c *coalescer) plan(bufs [][]byte, offset int) int {
 		i = j
 	}
 	return i
+}
+
+// planUDP plans the UDP run that starts at bufs[i], if there is one. It
+// returns done false when bufs[i] is not a coalescible datagram (the caller
+// plans it otherwise); else the index after what it planned, or -1 when the
+// arena is full and the planned packets must be written first.
+func (c *coalescer) planUDP(bufs [][]byte, i, offset int) (next int, done bool) {
+	f := bufs[i][offset:]
+	mss, _, ok := parseDatagram(f)
+	if !ok {
+		return 0, false
+	}
+	ipTot := 28 + mss
+	j := i + 1
+	for last := false; j < len(bufs) && !last && j-i < maxCoalesce; j++ {
+		g := bufs[j][offset:]
+		pl, _, ok := parseDatagram(g)
+		if !ok || pl > mss || ipTot+pl > maxCoalesceIP || !sameDatagramFlow(f, g) {
+			break
+		}
+		ipTot += pl
+		last = pl < mss
+	}
+	if j-i == 1 {
+		c.single(bufs[i], offset, len(f))
+		return i + 1, true
+	}
+	need := VirtioNetHdrLen + 14 + ipTot
+	if len(c.arena)-c.used < need {
+		if len(c.out) > 0 {
+			return -1, true
+		}
+		c.arena = make([]byte, max(need, 2*len(c.arena)))
+	}
+	c.runUDP(bufs[i:j], offset, ipTot, mss)
+	return j, true
+}
+
+// runUDP copies the datagrams into the arena as one UDP_L4 super-frame.
+func (c *coalescer) runUDP(dgrams [][]byte, offset, ipTot, mss int) {
+	const hdr = 14 + 20 + 8
+	p := c.arena[c.used : c.used+VirtioNetHdrLen+14+ipTot]
+	h := VirtioNetHdr{Flags: FlagNeedsCsum, GSOType: GSOUDPL4, HdrLen: hdr, GSOSize: uint16(mss), CsumStart: 34, CsumOffset: 6}
+	h.Encode(p)
+	f := p[VirtioNetHdrLen:]
+	copy(f, dgrams[0][offset:offset+hdr])
+	w := hdr
+	var bytes int
+	for _, b := range dgrams {
+		d := b[offset:]
+		tot := 14 + int(binary.BigEndian.Uint16(d[16:]))
+		w += copy(f[w:], d[hdr:tot])
+		bytes += tot
+	}
+	ip := f[14:]
+	binary.BigEndian.PutUint16(ip[2:], uint16(ipTot))
+	ip[10], ip[11] = 0, 0
+	binary.BigEndian.PutUint16(ip[10:], ^csum.Fold(csum.Sum(ip[:20], 0)))
+	udp := ip[20:]
+	binary.BigEndian.PutUint16(udp[4:], uint16(ipTot-20))
+	// NEEDS_CSUM: the pseudo-header sum, for the kernel to complete per
+	// datagram when it cuts the super-frame.
+	binary.BigEndian.PutUint16(udp[6:], csum.Fold(csum.Sum(ip[12:20], 0)+protoUDP+uint64(ipTot-20)))
+	c.out = append(c.out, wpkt{pkt: p, frames: len(dgrams), bytes: bytes})
+	c.used += len(p)
 }
 
 // single plans frame bufs[i][offset:offset+n] as is, with a zero header.

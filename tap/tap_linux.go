@@ -326,9 +326,10 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	return d.write(d.co.out)
 }
 
-// WriteCoalesced is Write with TCP coalescing: runs of consecutive
-// segments of one TCP/IPv4 flow (see coalesce.go for the exact rules) are
-// copied into one GSO super-frame (virtio GSO type TCPv4, NEEDS_CSUM) and
+// WriteCoalesced is Write with TCP and UDP coalescing: runs of
+// consecutive segments of one TCP/IPv4 flow, or of equal-sized datagrams of
+// one UDP/IPv4 flow (see coalesce.go for the exact rules), are copied into
+// one GSO super-frame (virtio GSO type TCPv4 or UDP_L4, NEEDS_CSUM) and
 // written with one write(2); every other frame is written as by Write,
 // without a copy. Order is kept. The counters count frames, not writes:
 // Stats.WritePackets grows by len(bufs) minus refused frames, and
