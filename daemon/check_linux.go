@@ -14,13 +14,6 @@ import (
 	"mflow/config"
 )
 
-// Check is the outcome of one host check of `mflow check`.
-type Check struct {
-	Name   string // what was checked
-	OK     bool
-	Detail string // what was found, or what to do about it
-}
-
 // CheckHost verifies that this host can run cfg: capabilities, memlock,
 // AF_XDP and TUN support, the uplink (present, MTU, queues), that the XDP
 // program loads, and that the configured XDP mode attaches. It changes

@@ -23,23 +23,6 @@ import (
 	"mflow/xsk"
 )
 
-// Options are the parts of a daemon that do not come from the config file.
-// The zero value runs in the caller's network namespace and logs to
-// slog.Default().
-type Options struct {
-	// Enter, when set, runs fn in the network namespace the daemon serves
-	// (on a locked thread) and returns its error. Every kernel object the
-	// daemon creates (XDP link, sockets, TAPs, netlink handles) is made
-	// inside it. `mflow demo` and the tests use it to run the daemon
-	// in-process for a namespace of the testbed.
-	Enter func(fn func() error) error
-	// Logger receives the daemon's structured log.
-	Logger *slog.Logger
-	// Frames is the UMEM size of each socket in frames; 0 means
-	// xsk.DefaultNumFrames.
-	Frames int
-}
-
 // Daemon is a configured VTEP. Create it with New, then call Run once; Run
 // tears everything down when it returns. Snapshot is safe for concurrent
 // use at any time; the other methods are not.
@@ -78,16 +61,6 @@ type Daemon struct {
 	down      atomic.Bool      // set once teardown released the sockets
 	final     metrics.Snapshot // the last snapshot, taken before teardown
 }
-
-// Exit codes of `mflow run`, documented in the README: errors from New
-// wrap ErrConfig or ErrSetup so that the command can tell them apart.
-var (
-	// ErrConfig: the configuration does not fit the host (MTU, queues,
-	// CPUs).
-	ErrConfig = errors.New("configuration does not fit the host")
-	// ErrSetup: a kernel object could not be created.
-	ErrSetup = errors.New("setup failed")
-)
 
 // New sets up everything the configuration asks for. On error, whatever
 // it had created is removed again.

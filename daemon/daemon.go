@@ -1,0 +1,40 @@
+package daemon
+
+import (
+	"errors"
+	"log/slog"
+)
+
+// Options are the parts of a daemon that do not come from the config file.
+// The zero value runs in the caller's network namespace and logs to
+// slog.Default().
+type Options struct {
+	// Enter, when set, runs fn in the network namespace the daemon serves
+	// (on a locked thread) and returns its error. Every kernel object the
+	// daemon creates (XDP link, sockets, TAPs, netlink handles) is made
+	// inside it. `mflow demo` and the tests use it to run the daemon
+	// in-process for a namespace of the testbed.
+	Enter func(fn func() error) error
+	// Logger receives the daemon's structured log.
+	Logger *slog.Logger
+	// Frames is the UMEM size of each socket in frames; 0 means
+	// xsk.DefaultNumFrames.
+	Frames int
+}
+
+// Exit codes of `mflow run`, documented in the README: errors from New
+// wrap ErrConfig or ErrSetup so that the command can tell them apart.
+var (
+	// ErrConfig: the configuration does not fit the host (MTU, queues,
+	// CPUs).
+	ErrConfig = errors.New("configuration does not fit the host")
+	// ErrSetup: a kernel object could not be created.
+	ErrSetup = errors.New("setup failed")
+)
+
+// Check is the outcome of one host check of `mflow check`.
+type Check struct {
+	Name   string // what was checked
+	OK     bool
+	Detail string // what was found, or what to do about it
+}
