@@ -24,17 +24,7 @@ import (
 // testConfig is the daemon's configuration for the DESIGN §8 testbed.
 func testConfig(t testing.TB, policy string, workers, batch int) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-uplink: {interface: %s, xdp_mode: auto}
-vtep: {address: %s, port: %d}
-networks:
-  - vni: %d
-    device: {type: tap, name: mflow42, bridge: %s, mtu: %d}
-    peers: [%s]
-steering: {policy: %s, workers: %d, batch: %d}
-metrics: {listen: ""}
-`, testbed.HostUplink, testbed.HostUnderlayIP, testbed.VxLANPort, testbed.VNI, testbed.Bridge,
-		testbed.OverlayMTU, testbed.PeerUnderlayIP, policy, workers, batch)))
+	cfg, err := config.Parse(testbed.MflowConfig(fmt.Sprintf("policy: %s, workers: %d, batch: %d", policy, workers, batch)))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -105,17 +105,7 @@ func runMode(ctx context.Context, w io.Writer, mode string, o Options, start tim
 	done := make(chan error, 1)
 	if mode == "mflow" {
 		var cfg *config.Config
-		cfg, err = config.Parse([]byte(fmt.Sprintf(`
-uplink: {interface: %s}
-vtep: {address: %s, port: %d}
-networks:
-  - vni: %d
-    device: {type: tap, name: mflow42, bridge: %s, mtu: %d}
-    peers: [%s]
-steering: {policy: %s, workers: %d, batch: %d}
-metrics: {listen: ""}
-`, testbed.HostUplink, testbed.HostUnderlayIP, testbed.VxLANPort, testbed.VNI, testbed.Bridge,
-			testbed.OverlayMTU, testbed.PeerUnderlayIP, o.Policy, o.Workers, o.Batch)))
+		cfg, err = config.Parse(testbed.MflowConfig(fmt.Sprintf("policy: %s, workers: %d, batch: %d", o.Policy, o.Workers, o.Batch)))
 		if err != nil {
 			return res, err
 		}

@@ -157,17 +157,7 @@ func (e *env) startDaemon() error {
 		}
 		cpus = fmt.Sprintf(", cpus: {dispatcher: %d, workers: [%s]}", others[0], strings.Join(ws, ", "))
 	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-uplink: {interface: %s}
-vtep: {address: %s, port: %d}
-networks:
-  - vni: %d
-    device: {type: tap, name: mflow42, bridge: %s, mtu: %d}
-    peers: [%s]
-steering: {policy: %s, workers: %d, batch: %d%s}
-metrics: {listen: ""}
-`, testbed.HostUplink, testbed.HostUnderlayIP, testbed.VxLANPort, testbed.VNI, testbed.Bridge,
-		testbed.OverlayMTU, testbed.PeerUnderlayIP, m.Policy, m.Workers, o.Batch, cpus)))
+	cfg, err := config.Parse(testbed.MflowConfig(fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, o.Batch, cpus)))
 	if err != nil {
 		return fmt.Errorf("configuring mflow: %w", err)
 	}

@@ -1,6 +1,9 @@
 package testbed
 
-import "net"
+import (
+	"fmt"
+	"net"
+)
 
 // Names and addresses of the DESIGN §8 topology built by [Build].
 //
@@ -59,4 +62,23 @@ type Topology struct {
 	// PeerWireMAC and HostUplinkMAC are the wire ends' MAC addresses (each
 	// side has the other in its neighbour table as a permanent entry).
 	PeerWireMAC, HostUplinkMAC net.HardwareAddr
+}
+
+// MflowConfig returns the YAML configuration of an mflow daemon that
+// serves the Host namespace of this topology in place of the kernel's
+// vxlan42: uplink HostUplink, VTEP HostUnderlayIP, VNI 42 on a TAP named
+// mflow42 on Bridge, Peer as the only peer, no metrics endpoint. steering
+// is the body of the steering mapping, e.g. "policy: microflow, workers: 2,
+// batch: 256".
+func MflowConfig(steering string) []byte {
+	return []byte(fmt.Sprintf(`
+uplink: {interface: %s}
+vtep: {address: %s, port: %d}
+networks:
+  - vni: %d
+    device: {type: tap, name: mflow42, bridge: %s, mtu: %d}
+    peers: [%s]
+steering: {%s}
+metrics: {listen: ""}
+`, HostUplink, HostUnderlayIP, VxLANPort, VNI, Bridge, OverlayMTU, PeerUnderlayIP, steering))
 }
