@@ -183,18 +183,24 @@ func onThread(fn func() (err error, discard bool)) error {
 // A panic in fn is re-raised in the caller's goroutine.
 func (ns *NS) Do(fn func() error) error {
 	return onNewThread(func() error {
-		ns.mu.Lock()
-		if ns.closed {
-			ns.mu.Unlock()
-			return fmt.Errorf("entering namespace %s: %w", ns.Name, ErrClosed)
-		}
-		err := netns.Set(ns.fd)
-		ns.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("entering namespace %s: %w", ns.Name, err)
+		if err := ns.enter(); err != nil {
+			return err
 		}
 		return fn()
 	})
+}
+
+// enter switches the calling (locked) thread into the namespace.
+func (ns *NS) enter() error {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.closed {
+		return fmt.Errorf("entering namespace %s: %w", ns.Name, ErrClosed)
+	}
+	if err := netns.Set(ns.fd); err != nil {
+		return fmt.Errorf("entering namespace %s: %w", ns.Name, err)
+	}
+	return nil
 }
 
 // Handle returns the namespace's open handle, for netlink.NewHandleAt and

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,15 +28,8 @@ func (ns *NS) doSysfs(fn func(sysfs string) error) error {
 }
 
 func (ns *NS) inSysfs(fn func(sysfs string) error) error {
-	ns.mu.Lock()
-	if ns.closed {
-		ns.mu.Unlock()
-		return fmt.Errorf("entering namespace %s: %w", ns.Name, ErrClosed)
-	}
-	err := netns.Set(ns.fd)
-	ns.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("entering namespace %s: %w", ns.Name, err)
+	if err := ns.enter(); err != nil {
+		return err
 	}
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("unsharing mount namespace: %w", err)
