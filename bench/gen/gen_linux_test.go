@@ -209,8 +209,13 @@ func TestRunStopsOnContext(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if st.Sent == 0 || st.Sent%4096 != 0 {
-		t.Errorf("Sent = %d, want a positive multiple of the chunk", st.Sent)
+	// Not necessarily a multiple of the chunk: a test run interrupted by
+	// a signal (Go's preemption uses SIGURG) stops mid-chunk and
+	// cilium/ebpf starts it again, so one chunk can send more. What must
+	// hold is that Run returned once ctx ended, and that every packet it
+	// counts went out (below).
+	if st.Sent == 0 {
+		t.Errorf("Sent = 0, want packets sent before the deadline")
 	}
 	if got := w.rxPackets(t) - rx0; got != st.Sent-st.LinkTxDropped {
 		t.Errorf("receiver got %d, generator sent %d with %d dropped", got, st.Sent, st.LinkTxDropped)
