@@ -18,11 +18,16 @@ const (
 // namespaces, configure links and load BPF programs: effective uid 0 or the
 // capabilities CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF (CAP_SYS_ADMIN
 // implies CAP_BPF on kernels before 5.8).
+//
+// A test that may run also holds, until it ends, a lock shared by every
+// test process on the machine: privileged tests of different packages run
+// one at a time (see holdTestLock for why).
 func RequirePrivileges(tb testing.TB) {
 	tb.Helper()
 	if ok, why := privileged(); !ok {
 		tb.Skipf("needs root (CAP_NET_ADMIN, CAP_BPF): run as root (%s)", why)
 	}
+	holdTestLock(tb)
 }
 
 // privileged reports whether the effective capability set holds what the

@@ -2,7 +2,9 @@ package traffic
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,10 +83,30 @@ func TestGeneratorsOverVeth(t *testing.T) {
 	}
 	u, err := UDPStream(ctx, a, b, dst, UDPOptions{Size: 200, Duration: 300 * time.Millisecond, Rate: 5000})
 	if err != nil || u.Sent == 0 || u.Received != u.Sent || u.OutOfOrder != 0 || u.Duplicates != 0 {
-		t.Fatalf("UDPStream: %+v, %v", u, err)
+		t.Fatalf("UDPStream: %+v, %v (%s)", u, err, vethDrops(a, "va", b, "vb"))
 	}
 	lat, lost, err := UDPLatency(ctx, a, b, dst, 20, time.Millisecond, time.Second)
 	if err != nil || lost != 0 || lat.Samples != 20 {
-		t.Fatalf("UDPLatency: %+v lost %d, %v", lat, lost, err)
+		t.Fatalf("UDPLatency: %+v lost %d, %v (%s)", lat, lost, err, vethDrops(a, "va", b, "vb"))
 	}
+}
+
+// vethDrops describes the kernel's drop counters of both ends of the veth,
+// so that a failure says whether the kernel dropped frames (and where) or
+// the generator lost count.
+func vethDrops(a *testbed.NS, aLink string, b *testbed.NS, bLink string) string {
+	var out []string
+	for _, e := range []struct {
+		ns   *testbed.NS
+		link string
+	}{{a, aLink}, {b, bLink}} {
+		l, err := e.ns.Link(e.link)
+		if err != nil || l.Attrs().Statistics == nil {
+			out = append(out, fmt.Sprintf("%s: no statistics (%v)", e.link, err))
+			continue
+		}
+		s := l.Attrs().Statistics
+		out = append(out, fmt.Sprintf("%s rx_dropped=%d tx_dropped=%d", e.link, s.RxDropped, s.TxDropped))
+	}
+	return "kernel: " + strings.Join(out, ", ")
 }
