@@ -25,13 +25,16 @@ WORKERS=${WORKERS:-1,2,4,8}
 SIZES=${SIZES:-64,256,1422}
 FLOWS=${FLOWS:-1,4,16}
 TCP=${TCP:-65536}
+# The Fig. 7 sweep through the daemon (12 testbeds) does not fit the
+# device's time; REORDER_WIRE=true adds it (and fig7_wire_reorder.png).
+REORDER_WIRE=${REORDER_WIRE:-false}
 
 mkdir -p "$OUT"
 log="$OUT/run.log"
 {
 	echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs"
 	grep -m1 'model name' /proc/cpuinfo || true
-	echo "# $BIN bench --modes $MODES --workers $WORKERS --sizes $SIZES --flows $FLOWS --tcp-sizes $TCP --rates '' --reorder-batches 1,4,16,64,256,1024 --reorder-workers 4 --duration $DURATION --reps $REPS --gen-cpus 0 --out $OUT"
+	echo "# $BIN bench --modes $MODES --workers $WORKERS --sizes $SIZES --flows $FLOWS --tcp-sizes $TCP --rates '' --reorder-batches 1,4,16,64,256,1024 --reorder-workers 4 --reorder-wire=$REORDER_WIRE --duration $DURATION --reps $REPS --gen-cpus 0 --out $OUT"
 } >"$log"
 
 # --rates '': no latency steps (they need several rates to plot);
@@ -39,7 +42,7 @@ log="$OUT/run.log"
 timeout -s TERM -k 20 "$LIMIT" "$BIN" bench \
 	--modes "$MODES" --workers "$WORKERS" --sizes "$SIZES" --flows "$FLOWS" \
 	--tcp-sizes "$TCP" --rates '' \
-	--reorder-batches 1,4,16,64,256,1024 --reorder-workers 4 \
+	--reorder-batches 1,4,16,64,256,1024 --reorder-workers 4 --reorder-wire="$REORDER_WIRE" \
 	--duration "$DURATION" --reps "$REPS" --gen-cpus 0 --out "$OUT" >>"$log" 2>&1
 rc=$?
 echo "# exit status $rc" >>"$log"

@@ -20,6 +20,13 @@ type Options struct {
 	// Frames is the UMEM size of each socket in frames; 0 means
 	// xsk.DefaultNumFrames.
 	Frames int
+	// Unordered bypasses the merger of the microflow policy: frames reach
+	// the devices in the order the workers finish their micro-flows, so
+	// flows arrive reordered. It exists for the benchmark harness, which
+	// measures that reordering on real traffic (the paper's Fig. 7); it
+	// has no key in the config file and must not be used in production.
+	// New logs a warning when it is set.
+	Unordered bool
 }
 
 // Exit codes of `mflow run`, documented in the README: errors from New

@@ -50,6 +50,8 @@ type Daemon struct {
 	neigh  *neighbours
 	stage  *networkStage
 	policy steer.Policy
+	// unordered bypasses the microflow merger (Options.Unordered).
+	unordered bool
 
 	enginesMu sync.Mutex
 	engines   []*dataplane.Engine
@@ -84,6 +86,10 @@ func New(cfg *config.Config, o Options) (d *Daemon, err error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	d.policy = pol
+	d.unordered = o.Unordered && pol == steer.Microflow
+	if d.unordered {
+		d.log.Warn("merger bypassed: flows will be delivered out of order (benchmark option)")
+	}
 	d.vtep = cfg.VTEP.Addr().As4()
 	for i, n := range cfg.Networks {
 		if n.Device.Type == config.DeviceVeth {
@@ -233,10 +239,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	for i, s := range d.socks {
 		ecfg := dataplane.Config{
-			Policy:  d.policy,
-			Workers: cfg.Steering.Workers,
-			Batch:   cfg.Steering.Batch,
-			Stages:  []dataplane.Stage{d.stage},
+			Policy:    d.policy,
+			Workers:   cfg.Steering.Workers,
+			Batch:     cfg.Steering.Batch,
+			Unordered: d.unordered,
+			Stages:    []dataplane.Stage{d.stage},
 		}
 		if d.policy == steer.Single {
 			ecfg.Workers = 1

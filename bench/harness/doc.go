@@ -20,7 +20,10 @@
 //	          sockets read with recvmmsg: per-flow order, loss, one-way latency
 //	    /proc/stat ─┴─► per-core CPU of the run
 //	  testbed removed (also on error and on Ctrl-C: the context closes it)
-//	Fig. 7 runs the dataplane engine in memory (see Reorder).
+//	Fig. 7: the dataplane engine in memory (see Reorder) and, with
+//	ReorderWire, microflow through the daemon once per batch size with
+//	the merger bypassed and once with it (modes microflow-unordered and
+//	microflow-merger, step kind wire-reorder), counted at the container.
 //	Report ─► markdown table, JSON, CSV, PNG plots.
 //
 // Every figure of a Result is the median of the repetitions with their

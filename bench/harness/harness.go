@@ -26,7 +26,8 @@ var Policies = []string{"single", "flow", "pipeline", "microflow"}
 // Options configures Run. Zero fields take the defaults of DefaultOptions.
 type Options struct {
 	// Modes to compare: native, kernel, kernel-rps, ceiling and the
-	// steering policies single, flow, pipeline, microflow.
+	// steering policies single, flow, pipeline, microflow. nil means the
+	// default modes; an empty list none (only the Fig. 7 sweeps run).
 	Modes []string `json:"modes"`
 	// Workers lists worker counts for flow and microflow: one mode per
 	// value ("microflow-w4").
@@ -49,6 +50,11 @@ type Options struct {
 	ReorderBatches []int  `json:"reorder_batches,omitempty"`
 	ReorderWorkers int    `json:"reorder_workers,omitempty"`
 	ReorderPackets uint64 `json:"reorder_packets,omitempty"`
+	// ReorderWire runs the Fig. 7 batch sizes also through the daemon on
+	// the testbed: one UDP flow of the first size, microflow with
+	// ReorderWorkers workers, merger off and on, one testbed per batch
+	// size; the container's socket counts what arrives out of order.
+	ReorderWire bool `json:"reorder_wire,omitempty"`
 	// Duration of one repetition's traffic; Reps repetitions per step.
 	Duration time.Duration `json:"duration_ns"`
 	Reps     int           `json:"reps"`
@@ -82,6 +88,7 @@ func DefaultOptions() Options {
 		ReorderBatches: []int{1, 4, 16, 64, 256, 1024},
 		ReorderWorkers: 2,
 		ReorderPackets: 1 << 20,
+		ReorderWire:    true,
 		Duration:       2 * time.Second,
 		Reps:           3,
 		GenCPUs:        []int{0},
@@ -102,6 +109,7 @@ func QuickOptions() Options {
 	o.Rates = nil
 	o.ReorderBatches = []int{1, 256}
 	o.ReorderPackets = 1 << 16
+	o.ReorderWire = false
 	o.Duration = 700 * time.Millisecond
 	o.Reps = 3
 	return o
@@ -113,6 +121,37 @@ type Mode struct {
 	Kind    string // native, kernel, kernel-rps, ceiling or "mflow"
 	Policy  string // mflow only
 	Workers int    // mflow only
+	// Batch, when not 0, is mflow's micro-flow size instead of
+	// Options.Batch, and the mode is a point of the wire Fig. 7 sweep
+	// (Options.ReorderWire): its only step is KindWireReorder.
+	Batch int
+	// Unordered bypasses mflow's merger (daemon.Options.Unordered).
+	Unordered bool
+}
+
+// Mode names of the Fig. 7 experiments, in memory and on the testbed.
+const (
+	ModeUnordered = "microflow-unordered" // merger bypassed
+	ModeMerger    = "microflow-merger"    // merger on, for comparison
+)
+
+// reorderWireModes returns the modes of the wire Fig. 7 sweep: merger off
+// then on, for each batch size.
+func (o *Options) reorderWireModes() []Mode {
+	if !o.ReorderWire {
+		return nil
+	}
+	var out []Mode
+	for _, unordered := range []bool{true, false} {
+		name := ModeMerger
+		if unordered {
+			name = ModeUnordered
+		}
+		for _, b := range o.ReorderBatches {
+			out = append(out, Mode{Name: name, Kind: "mflow", Policy: "microflow", Workers: o.ReorderWorkers, Batch: b, Unordered: unordered})
+		}
+	}
+	return out
 }
 
 // Expand turns Options.Modes and Workers into the modes to run, in order.
@@ -149,6 +188,9 @@ func (o *Options) Expand() ([]Mode, error) {
 // the latency rates (ceiling has only UDP steps: nothing reaches a
 // container there).
 func (o *Options) StepsFor(m Mode) []Step {
+	if m.Batch != 0 {
+		return []Step{{Kind: KindWireReorder, Size: o.Sizes[0], Flows: 1, Batch: m.Batch, Workers: m.Workers}}
+	}
 	var steps []Step
 	for _, s := range o.Sizes {
 		steps = append(steps, Step{Kind: KindUDP, Size: s, Flows: o.Flows[0]})
@@ -177,7 +219,7 @@ const MinPayload = 16
 
 func (o *Options) fill() error {
 	d := DefaultOptions()
-	if len(o.Modes) == 0 {
+	if o.Modes == nil { // an empty, non-nil list: only the Fig. 7 sweeps
 		o.Modes = d.Modes
 	}
 	if len(o.Workers) == 0 {
@@ -209,6 +251,14 @@ func (o *Options) fill() error {
 	}
 	if o.ReorderPackets == 0 {
 		o.ReorderPackets = d.ReorderPackets
+	}
+	for _, b := range o.ReorderBatches {
+		if b < 1 {
+			return fmt.Errorf("checking options: Fig. 7 batch size %d below 1", b)
+		}
+	}
+	if o.ReorderWorkers < 1 {
+		return fmt.Errorf("checking options: %d Fig. 7 workers", o.ReorderWorkers)
 	}
 	if o.Prefix == "" {
 		o.Prefix = d.Prefix
@@ -246,6 +296,7 @@ func (o Options) Estimate() time.Duration {
 		return 0
 	}
 	modes, _ := o.Expand()
+	modes = append(modes, o.reorderWireModes()...)
 	var d time.Duration
 	for _, m := range modes {
 		d += 1500 * time.Millisecond // testbed and mode setup
@@ -299,12 +350,15 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 	p := &progress{w: progressW, start: rep.Started, estimate: o.Estimate()}
 	for _, m := range modes {
 		rep.Modes = append(rep.Modes, m.Name)
+	}
+	modes = append(modes, o.reorderWireModes()...)
+	for _, m := range modes {
 		p.total += len(o.StepsFor(m)) * o.Reps
 	}
 	if len(o.ReorderBatches) > 0 {
 		p.total += len(o.ReorderBatches) * 2 * o.Reps
 	}
-	p.line("starting: %d modes (%s), %v per repetition, %d repetitions", len(modes), strings.Join(rep.Modes, ", "), o.Duration, o.Reps)
+	p.line("starting: %d modes (%s), %v per repetition, %d repetitions", len(rep.Modes), strings.Join(rep.Modes, ", "), o.Duration, o.Reps)
 	for _, m := range modes {
 		if err := ctx.Err(); err != nil {
 			break

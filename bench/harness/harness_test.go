@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -283,6 +284,24 @@ func TestExpandAndSteps(t *testing.T) {
 		if m.Kind != ModeCeiling && (kinds[KindTCP] != len(o.TCPSizes) || kinds[KindLatency] != len(o.Rates)) {
 			t.Errorf("%s has steps %v", m.Name, kinds)
 		}
+	}
+	// The wire Fig. 7 sweep: merger off then on, one mode per batch size,
+	// each with its one step.
+	o.ReorderBatches, o.ReorderWorkers, o.ReorderWire = []int{1, 256}, 3, true
+	var wire []string
+	for _, m := range o.reorderWireModes() {
+		st := o.StepsFor(m)
+		if len(st) != 1 || st[0].Kind != KindWireReorder || st[0].Batch != m.Batch || st[0].Workers != 3 || m.Policy != "microflow" {
+			t.Errorf("%+v: steps %+v", m, st)
+		}
+		wire = append(wire, fmt.Sprintf("%s/%d/%v", m.Name, m.Batch, m.Unordered))
+	}
+	if got := strings.Join(wire, ","); got != "microflow-unordered/1/true,microflow-unordered/256/true,microflow-merger/1/false,microflow-merger/256/false" {
+		t.Errorf("wire Fig. 7 modes %s", got)
+	}
+	o.ReorderWire = false
+	if len(o.reorderWireModes()) != 0 {
+		t.Error("wire Fig. 7 modes without ReorderWire")
 	}
 	o.Modes = []string{"kernal"}
 	if _, err := o.Expand(); err == nil {

@@ -64,12 +64,13 @@ func (c *flowCheck) add(p []byte, now int64) {
 }
 
 // totals sums several receivers' checks.
-func totals(cs []*flowCheck) (recv, ooo, dups uint64, lat []float64) {
+func totals(cs []*flowCheck) (recv, ooo, dups, jumps uint64, lat []float64) {
 	for _, c := range cs {
 		for i := range c.seqs {
 			recv += c.seqs[i].Received
 			ooo += c.seqs[i].OutOfOrder
 			dups += c.seqs[i].Duplicates
+			jumps += c.seqs[i].Jumps
 		}
 		lat = append(lat, c.lat...)
 	}

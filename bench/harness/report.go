@@ -17,6 +17,9 @@ const (
 	KindTCP     = "tcp"     // Go TCP stream, peer → container
 	KindLatency = "latency" // paced UDP stress plus request/response probes
 	KindReorder = "reorder" // in-memory engine, merger on or off (Fig. 7)
+	// KindWireReorder is Fig. 7 on the testbed: UDP stress through the
+	// daemon with a given batch size, merger on or off.
+	KindWireReorder = "wire-reorder"
 )
 
 // Step is one measured configuration of traffic. The zero value is not a
@@ -31,7 +34,7 @@ type Step struct {
 	// Rate is the offered load in packets per second (latency; 0 is as
 	// fast as possible).
 	Rate float64 `json:"rate,omitempty"`
-	// Batch and Workers are the engine's (reorder).
+	// Batch and Workers are the engine's (reorder, wire-reorder).
 	Batch   int `json:"batch,omitempty"`
 	Workers int `json:"workers,omitempty"`
 }
@@ -45,18 +48,21 @@ func (s Step) String() string {
 		return fmt.Sprintf("latency size=%d rate=%.0fkpps", s.Size, s.Rate/1e3)
 	case KindReorder:
 		return fmt.Sprintf("reorder batch=%d workers=%d", s.Batch, s.Workers)
+	case KindWireReorder:
+		return fmt.Sprintf("udp size=%d batch=%d workers=%d", s.Size, s.Batch, s.Workers)
 	}
 	return fmt.Sprintf("udp size=%d flows=%d", s.Size, s.Flows)
 }
 
 // Metric names of Result.Metrics and Sample.Metrics.
 const (
-	MOfferedMpps   = "offered_mpps"   // generator rate: packets it sent per second of its run
-	MDeliveredMpps = "delivered_mpps" // datagrams read by the container's sockets per second
-	MDeliveredGbps = "delivered_gbps" // their UDP payload, Gbit/s (TCP: goodput)
-	MLinkRxMpps    = "link_rx_mpps"   // ctr0 rx_packets per second (before the socket)
-	MLossPct       = "loss_pct"       // (sent - received) / sent
-	MOutOfOrder    = "out_of_order"   // datagrams that arrived after a later one of their flow
+	MOfferedMpps   = "offered_mpps"     // generator rate: packets it sent per second of its run
+	MDeliveredMpps = "delivered_mpps"   // datagrams read by the container's sockets per second
+	MDeliveredGbps = "delivered_gbps"   // their UDP payload, Gbit/s (TCP: goodput)
+	MLinkRxMpps    = "link_rx_mpps"     // ctr0 rx_packets per second (before the socket)
+	MLossPct       = "loss_pct"         // (sent - received) / sent
+	MOutOfOrder    = "out_of_order"     // datagrams that arrived after a later one of their flow
+	MOutOfOrderPct = "out_of_order_pct" // out_of_order / received
 	MDuplicates    = "duplicates"
 	MReorderEvents = "reorder_events" // backward jumps of the sequence (Fig. 7)
 	MOWDP50        = "owd_p50_us"     // one-way delay generator → container socket
@@ -75,7 +81,7 @@ const (
 
 // metricOrder is the column order of CSV and JSON.
 var metricOrder = []string{
-	MOfferedMpps, MDeliveredMpps, MDeliveredGbps, MLinkRxMpps, MLossPct, MOutOfOrder, MDuplicates, MReorderEvents,
+	MOfferedMpps, MDeliveredMpps, MDeliveredGbps, MLinkRxMpps, MLossPct, MOutOfOrder, MOutOfOrderPct, MDuplicates, MReorderEvents,
 	MOWDP50, MOWDP99, MOWDP999, MRTTP50, MRTTP99, MRTTP999, MCPUBusy, MMergerWaits, MMflowDropped, MMflowRxMpps, MXSKDrops, MWireDropPct,
 }
 
@@ -219,7 +225,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	if r.Command != "" {
 		fmt.Fprintf(w, "Command: `%s`\n\n", r.Command)
 	}
-	kinds := []string{KindUDP, KindTCP, KindLatency, KindReorder}
+	kinds := []string{KindUDP, KindTCP, KindLatency, KindWireReorder, KindReorder}
 	for _, kind := range kinds {
 		var rows []Result
 		for _, res := range r.Results {
@@ -254,11 +260,16 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			fmt.Fprintln(w)
 			fmt.Fprintln(w, "| mode | step | delivered Mpps | loss % | one-way p50/p99/p99.9 µs | RTT p50/p99/p99.9 µs | CPU busy % per core |")
 			fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		case KindWireReorder:
+			fmt.Fprintln(w, "### Out-of-order deliveries vs. batch size (UDP through mflow on the testbed, Fig. 7)")
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "| mode | step | delivered Mpps | loss % | out-of-order packets | % of received | backward jumps | merger waits |")
+			fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 		case KindReorder:
 			fmt.Fprintln(w, "### Out-of-order deliveries vs. batch size (in-memory engine, Fig. 7)")
 			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| mode | step | out-of-order packets | backward jumps | merger waits | Mpps |")
-			fmt.Fprintln(w, "|---|---|---|---|---|---|")
+			fmt.Fprintln(w, "| mode | step | out-of-order packets | % of received | backward jumps | merger waits | Mpps |")
+			fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 		}
 		for _, res := range rows {
 			g := func(name string, prec int) string { return fmtSummary(res.Metrics[name], prec) }
@@ -283,8 +294,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			case KindLatency:
 				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MDeliveredMpps, 3), g(MLossPct, 1),
 					lat(MOWDP50, MOWDP99, MOWDP999), lat(MRTTP50, MRTTP99, MRTTP999), cpuString(res.CPU))
+			case KindWireReorder:
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MDeliveredMpps, 3), g(MLossPct, 1),
+					g(MOutOfOrder, 0), g(MOutOfOrderPct, 1), g(MReorderEvents, 0), g(MMergerWaits, 0))
 			case KindReorder:
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MOutOfOrder, 0), g(MReorderEvents, 0), g(MMergerWaits, 0), g(MDeliveredMpps, 2))
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MOutOfOrder, 0), g(MOutOfOrderPct, 1), g(MReorderEvents, 0), g(MMergerWaits, 0), g(MDeliveredMpps, 2))
 			}
 		}
 		fmt.Fprintln(w)

@@ -157,7 +157,11 @@ func (e *env) startDaemon() error {
 		}
 		cpus = fmt.Sprintf(", cpus: {dispatcher: %d, workers: [%s]}", others[0], strings.Join(ws, ", "))
 	}
-	cfg, err := config.Parse(testbed.MflowConfig(fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, o.Batch, cpus)))
+	batch := o.Batch
+	if m.Batch != 0 {
+		batch = m.Batch
+	}
+	cfg, err := config.Parse(testbed.MflowConfig(fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus)))
 	if err != nil {
 		return fmt.Errorf("configuring mflow: %w", err)
 	}
@@ -165,7 +169,7 @@ func (e *env) startDaemon() error {
 	if logW == nil {
 		logW = io.Discard
 	}
-	d, err := daemon.New(cfg, daemon.Options{Enter: e.topo.Host.Do,
+	d, err := daemon.New(cfg, daemon.Options{Enter: e.topo.Host.Do, Unordered: m.Unordered,
 		Logger: slog.New(slog.NewTextHandler(logW, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return fmt.Errorf("starting mflow: %w", err)
@@ -336,7 +340,7 @@ func (e *env) udp(ctx context.Context, s Step) (Sample, error) {
 		return Sample{}, fmt.Errorf("measuring round trips: %w", latErr)
 	}
 	c1 := e.mflowCounters()
-	recv, ooo, dups, owd := totals(checks)
+	recv, ooo, dups, jumps, owd := totals(checks)
 	dur := st.Duration.Seconds()
 	sm := Sample{Sent: st.Sent, Recv: recv, Seconds: dur, CPU: CPUUsage(before, after)}
 	m := map[string]float64{
@@ -344,7 +348,11 @@ func (e *env) udp(ctx context.Context, s Step) (Sample, error) {
 		MDeliveredMpps: float64(recv) / dur / 1e6,
 		MDeliveredGbps: float64(recv) * float64(s.Size) * 8 / dur / 1e9,
 		MOutOfOrder:    float64(ooo),
+		MReorderEvents: float64(jumps),
 		MDuplicates:    float64(dups),
+	}
+	if recv > 0 {
+		m[MOutOfOrderPct] = 100 * float64(ooo) / float64(recv)
 	}
 	if st.Sent > 0 {
 		m[MWireDropPct] = 100 * float64(st.LinkTxDropped) / float64(st.Sent)

@@ -94,3 +94,58 @@ func TestAllModes(t *testing.T) {
 		}
 	}
 }
+
+// TestReorderWire runs the Fig. 7 sweep through the daemon on the testbed
+// at two batch sizes: with the merger the container receives every flow in
+// order; without it, whatever reordering there is, nothing is duplicated
+// and the counts are consistent.
+func TestReorderWire(t *testing.T) {
+	testbed.RequirePrivileges(t)
+	if testing.Short() {
+		t.Skip("builds four testbeds; skipped with -short")
+	}
+	o := DefaultOptions()
+	o.Prefix = "mfbw"
+	o.Sizes = []int{64}
+	o.ReorderBatches, o.ReorderWorkers, o.ReorderWire = []int{1, 256}, 2, true
+	o.Duration, o.Reps = 300*time.Millisecond, 1
+	if err := o.fill(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep := &Report{Options: o, Machine: machine(o.GenCPUs)}
+	var log bytes.Buffer
+	p := &progress{w: &log, start: time.Now()}
+	modes := o.reorderWireModes()
+	for _, m := range modes {
+		res, err := runMode(ctx, &o, m, p)
+		rep.Results = append(rep.Results, res...)
+		if err != nil {
+			t.Errorf("%s batch %d: %v", m.Name, m.Batch, err)
+		}
+	}
+	var md bytes.Buffer
+	rep.WriteMarkdown(&md)
+	t.Logf("progress:\n%s\n%s", log.String(), md.String())
+	if len(rep.Results) != len(modes) {
+		t.Fatalf("%d results for %d modes", len(rep.Results), len(modes))
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			t.Errorf("%s %s: %s", r.Mode, r.Step, r.Error)
+			continue
+		}
+		m := r.Metrics
+		if r.Step.Kind != KindWireReorder || m[MDeliveredMpps].Median <= 0 {
+			t.Errorf("%s %s: nothing delivered", r.Mode, r.Step)
+		}
+		if m[MDuplicates].Median != 0 || m[MReorderEvents].Median > m[MOutOfOrder].Median {
+			t.Errorf("%s %s: %v duplicates, %v backward jumps for %v late datagrams", r.Mode, r.Step,
+				m[MDuplicates].Median, m[MReorderEvents].Median, m[MOutOfOrder].Median)
+		}
+		if r.Mode == ModeMerger && (m[MOutOfOrder].Median != 0 || m[MReorderEvents].Median != 0) {
+			t.Errorf("%s %s: %v out of order with the merger", r.Mode, r.Step, m[MOutOfOrder].Median)
+		}
+	}
+}

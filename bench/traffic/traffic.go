@@ -36,16 +36,20 @@ func summarise(rtts []time.Duration) Latency {
 }
 
 // Seq tracks a stream of sequence numbers (counting from 0): how many
-// arrived, how many arrived after a higher number (out of order), and how
-// many arrived twice. It keeps one bit per number up to the highest seen.
+// arrived, how many arrived after a higher number (out of order), how
+// often the stream jumped backwards (a number below the one just before
+// it: one jump per late run of packets, however long), and how many
+// arrived twice. It keeps one bit per number up to the highest seen.
 // The zero value is ready; it is not safe for concurrent use.
 type Seq struct {
 	Received   uint64
 	OutOfOrder uint64
 	Duplicates uint64
+	Jumps      uint64
 	// Bogus counts numbers at or above MaxSeq: not from our sender.
 	Bogus uint64
 	max   uint64 // highest number seen, valid when Received > 0
+	last  uint64 // the number before, valid when Received > 0
 	bits  []uint64
 }
 
@@ -68,6 +72,10 @@ func (s *Seq) Add(n uint64) {
 		return
 	}
 	s.bits[w] |= b
+	if s.Received > 0 && n < s.last {
+		s.Jumps++
+	}
+	s.last = n
 	if s.Received > 0 && n < s.max {
 		s.OutOfOrder++
 	} else {

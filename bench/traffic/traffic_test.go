@@ -16,8 +16,16 @@ func TestSeq(t *testing.T) {
 	for _, n := range []uint64{0, 1, 3, 2, 2, 5, 4, 4, 6, 200} {
 		s.Add(n)
 	}
-	if s.Received != 8 || s.OutOfOrder != 2 || s.Duplicates != 2 {
-		t.Fatalf("got received %d out-of-order %d duplicates %d, want 8 2 2", s.Received, s.OutOfOrder, s.Duplicates)
+	if s.Received != 8 || s.OutOfOrder != 2 || s.Duplicates != 2 || s.Jumps != 2 {
+		t.Fatalf("got received %d out-of-order %d duplicates %d jumps %d, want 8 2 2 2", s.Received, s.OutOfOrder, s.Duplicates, s.Jumps)
+	}
+	// One late run of three is one jump and three out-of-order numbers.
+	var r Seq
+	for _, n := range []uint64{0, 4, 1, 2, 3, 5} {
+		r.Add(n)
+	}
+	if r.OutOfOrder != 3 || r.Jumps != 1 {
+		t.Fatalf("late run: out-of-order %d jumps %d, want 3 1", r.OutOfOrder, r.Jumps)
 	}
 	if l := s.Lost(201); l != 193 {
 		t.Fatalf("Lost(201) = %d, want 193", l)

@@ -38,8 +38,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	flows := fs.String("flows", ints(d.Flows), "flow `counts`; the first is the size sweep's")
 	tcpSizes := fs.String("tcp-sizes", ints(d.TCPSizes), "TCP write `sizes` (\"\": no TCP)")
 	rates := fs.String("rates", floats(d.Rates), "offered `loads` in packets/s of the latency steps (\"\": none)")
-	reorder := fs.String("reorder-batches", ints(d.ReorderBatches), "batch `sizes` of the in-memory Fig. 7 experiment (\"\": none)")
+	reorder := fs.String("reorder-batches", ints(d.ReorderBatches), "batch `sizes` of the Fig. 7 experiment, in memory and (-reorder-wire) on the testbed (\"\": none)")
 	reorderWorkers := fs.Int("reorder-workers", d.ReorderWorkers, "workers of the Fig. 7 experiment")
+	reorderWire := fs.Bool("reorder-wire", d.ReorderWire, "run the Fig. 7 batch sizes also through mflow on the testbed (merger off and on, one UDP flow of the first size)")
 	duration := fs.Duration("duration", d.Duration, "traffic `duration` of one repetition")
 	reps := fs.Int("reps", d.Reps, "repetitions per step (figures are their medians)")
 	genCPUs := fs.String("gen-cpus", ints(d.GenCPUs), "`CPUs` of the generator threads (one thread each)")
@@ -63,7 +64,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 		}
 	}
-	apply("modes", func() error { o.Modes = splitList(*modes); return nil })
+	apply("modes", func() error { o.Modes = append([]string{}, splitList(*modes)...); return nil })
 	apply("workers", func() (e error) { o.Workers, e = parseInts(*workers); return })
 	apply("batch", func() error { o.Batch = *batch; return nil })
 	apply("sizes", func() (e error) { o.Sizes, e = parseInts(*sizes); return })
@@ -72,6 +73,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	apply("rates", func() (e error) { o.Rates, e = parseFloats(*rates); return })
 	apply("reorder-batches", func() (e error) { o.ReorderBatches, e = parseInts(*reorder); return })
 	apply("reorder-workers", func() error { o.ReorderWorkers = *reorderWorkers; return nil })
+	apply("reorder-wire", func() error { o.ReorderWire = *reorderWire; return nil })
 	apply("duration", func() error { o.Duration = *duration; return nil })
 	apply("reps", func() error { o.Reps = *reps; return nil })
 	apply("gen-cpus", func() (e error) { o.GenCPUs, e = parseInts(*genCPUs); return })
