@@ -262,3 +262,118 @@ func TestE2EARPFlooding(t *testing.T) {
 		t.Fatalf("FDB entry of the peer's MAC: %v %v", vtep, ok)
 	}
 }
+
+// hostNeighbour returns the host's neighbour entry for the peer's underlay
+// address on the uplink.
+func hostNeighbour(t *testing.T, r *running) (state int, mac net.HardwareAddr) {
+	t.Helper()
+	err := r.topo.Host.Do(func() error {
+		l, err := netlink.LinkByName(testbed.HostUplink)
+		if err != nil {
+			return err
+		}
+		list, err := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+		for _, n := range list {
+			if n.IP.Equal(testbed.PeerUnderlayIP) {
+				state, mac = n.State, n.HardwareAddr
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state, mac
+}
+
+// setHostNeighbour overwrites the host's entry for the peer's underlay
+// address, as aging or an administrator would.
+func setHostNeighbour(t *testing.T, r *running, state int, mac net.HardwareAddr) {
+	t.Helper()
+	err := r.topo.Host.Do(func() error {
+		l, err := netlink.LinkByName(testbed.HostUplink)
+		if err != nil {
+			return err
+		}
+		return netlink.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: netlink.FAMILY_V4, State: state,
+			IP: testbed.PeerUnderlayIP, HardwareAddr: mac})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestE2ENeighbourReprobe: mflow sends to the peer VTEP behind the
+// kernel's back, so the kernel would leave the peer's neighbour entry
+// STALE for ever. The daemon must have it re-probed (back to REACHABLE),
+// and when the peer's MAC changes, follow the change: encapsulated
+// traffic to the peer resumes with the new address.
+func TestE2ENeighbourReprobe(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "microflow", 2, 256))
+	// Fast probing, so that the test takes seconds, not a minute.
+	for k, v := range map[string]string{
+		"net.ipv4.neigh." + testbed.HostUplink + ".delay_first_probe_time": "1",
+		"net.ipv4.neigh." + testbed.HostUplink + ".retrans_time_ms":        "200",
+	} {
+		if err := r.topo.Host.Sysctl(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if p, err := traffic.Ping(ctx, r.topo.Ctr, peerOverlay, 1, 0, 3*time.Second); err != nil || p.Received != 1 {
+		t.Fatalf("ping: %+v %v", p, err)
+	}
+	waitState := func(want int, within time.Duration) (int, net.HardwareAddr) {
+		deadline := time.Now().Add(within)
+		for {
+			st, mac := hostNeighbour(t, r)
+			if st == want || time.Now().After(deadline) {
+				return st, mac
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	// 1. A STALE entry of a next hop in use is probed again.
+	oldMAC := r.topo.PeerWireMAC
+	setHostNeighbour(t, r, netlink.NUD_STALE, oldMAC)
+	if st, _ := waitState(netlink.NUD_REACHABLE, 5*time.Second); st != netlink.NUD_REACHABLE {
+		t.Fatalf("peer's neighbour entry in state %#x 5s after it went STALE, want REACHABLE (%#x)", st, netlink.NUD_REACHABLE)
+	}
+	if n := r.d.neigh.reprobe.Load(); n == 0 {
+		t.Error("no re-probe counted")
+	}
+
+	// 2. The peer's wire MAC changes; the host's entry still has the old
+	// one (STALE, as after aging). Traffic to the peer must resume.
+	newMAC := net.HardwareAddr{0x02, 0x42, 0xac, 0x11, 0x00, 0x99}
+	err := r.topo.Peer.Do(func() error {
+		l, err := netlink.LinkByName(testbed.PeerWire)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetHardwareAddr(l, newMAC)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setHostNeighbour(t, r, netlink.NUD_STALE, oldMAC)
+	start := time.Now()
+	resumed := false
+	for time.Since(start) < 15*time.Second && !resumed {
+		p, err := traffic.Ping(ctx, r.topo.Ctr, peerOverlay, 1, 0, 300*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resumed = p.Received == 1
+	}
+	st, mac := hostNeighbour(t, r)
+	if !resumed {
+		t.Fatalf("no ping reply through the overlay 15s after the peer's MAC changed; host's entry %v state %#x", mac, st)
+	}
+	if !bytes.Equal(mac, newMAC) {
+		t.Fatalf("host's entry for the peer: %v, want the new MAC %v", mac, newMAC)
+	}
+	t.Logf("traffic resumed %v after the MAC change; %d re-probes", time.Since(start).Round(time.Millisecond), r.d.neigh.reprobe.Load())
+}

@@ -18,6 +18,16 @@ import (
 // resolved in the background by provoking the kernel's ARP (a datagram to
 // the discard port of the next hop from a socket in the daemon's
 // namespace) and reading the neighbour table again.
+//
+// mflow transmits behind the kernel's back, so the kernel never sees the
+// entries it uses being used: a REACHABLE entry ages to STALE and stays
+// there, with a MAC that may have changed since. Whenever an entry of a
+// next hop in use is STALE, neighbours marks it used (RTM_NEWNEIGH with
+// NTF_USE, what `ip neigh change ... use` does), which runs the kernel's
+// own state machine: DELAY, a unicast probe, then REACHABLE, or FAILED and
+// a fresh broadcast resolution when the peer's address moved. The map
+// follows the kernel's table through neighbour notifications (and a
+// periodic refresh in case notifications were lost).
 type neighbours struct {
 	h       *netlink.Handle // in the daemon's namespace
 	ifindex int
@@ -27,8 +37,10 @@ type neighbours struct {
 	wantMu  sync.Mutex
 	wanted  map[[4]byte]bool
 	kick    chan struct{}
+	events  chan netlink.NeighUpdate // kernel notifications; closed by netlink when done closes
 	done    chan struct{}
 	wg      sync.WaitGroup
+	reprobe atomic.Uint64 // STALE entries marked used
 }
 
 // newNeighbours must run inside the daemon's namespace.
@@ -43,7 +55,14 @@ func newNeighbours(ifindex int) (*neighbours, error) {
 		return nil, fmt.Errorf("open ARP probe socket: %w", err)
 	}
 	n := &neighbours{h: h, ifindex: ifindex, probe: fd, wanted: map[[4]byte]bool{},
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+		kick: make(chan struct{}, 1), events: make(chan netlink.NeighUpdate, 64), done: make(chan struct{})}
+	// The subscription's socket is opened in the calling thread's
+	// namespace, the daemon's.
+	if err := netlink.NeighSubscribeWithOptions(n.events, n.done, netlink.NeighSubscribeOptions{}); err != nil {
+		unix.Close(fd)
+		h.Close()
+		return nil, fmt.Errorf("subscribe to neighbour notifications: %w", err)
+	}
 	empty := map[[4]byte][6]byte{}
 	n.cur.Store(&empty)
 	n.wg.Add(1)
@@ -52,8 +71,11 @@ func newNeighbours(ifindex int) (*neighbours, error) {
 }
 
 func (n *neighbours) close() {
-	close(n.done)
+	close(n.done) // also closes the subscription, which then closes events
 	n.wg.Wait()
+	for range n.events {
+		// Let netlink's reader finish a send it may be blocked in.
+	}
 	unix.Close(n.probe)
 	n.h.Close()
 }
@@ -87,9 +109,15 @@ func (n *neighbours) nextHop(vtep [4]byte) [4]byte {
 	return vtep
 }
 
+// neighbour is a usable entry of the kernel's table.
+type neighbour struct {
+	mac   [6]byte
+	state int // NUD_*
+}
+
 // table reads the kernel's usable IPv4 neighbours on the uplink.
-func (n *neighbours) table() (map[[4]byte][6]byte, error) {
-	m := map[[4]byte][6]byte{}
+func (n *neighbours) table() (map[[4]byte]neighbour, error) {
+	m := map[[4]byte]neighbour{}
 	list, err := n.h.NeighList(n.ifindex, unix.AF_INET)
 	if err != nil {
 		return nil, err
@@ -99,10 +127,16 @@ func (n *neighbours) table() (map[[4]byte][6]byte, error) {
 			continue
 		}
 		if a, ok := netip.AddrFromSlice(e.IP); ok && a.Unmap().Is4() {
-			m[a.Unmap().As4()] = [6]byte(e.HardwareAddr)
+			m[a.Unmap().As4()] = neighbour{mac: [6]byte(e.HardwareAddr), state: e.State}
 		}
 	}
 	return m, nil
+}
+
+// use marks the kernel's entry of next hop nh as used, as sending through
+// the kernel would: a STALE entry moves to DELAY and is probed.
+func (n *neighbours) use(nh [4]byte) error {
+	return n.h.NeighSet(&netlink.Neigh{LinkIndex: n.ifindex, Family: unix.AF_INET, IP: net.IP(nh[:]), Flags: netlink.NTF_USE})
 }
 
 // update rebuilds the map for the given VTEPs (plus those already known).
@@ -118,14 +152,24 @@ func (n *neighbours) update(vteps [][4]byte) (missing [][4]byte) {
 	for v := range *n.cur.Load() {
 		vteps = append(vteps, v)
 	}
+	stale := map[[4]byte]bool{}
 	for _, v := range vteps {
-		if mac, ok := tab[n.nextHop(v)]; ok {
-			next[v] = mac
+		nh := n.nextHop(v)
+		if e, ok := tab[nh]; ok {
+			next[v] = e.mac
+			if e.state == unix.NUD_STALE {
+				stale[nh] = true
+			}
 		} else {
 			missing = append(missing, v)
 		}
 	}
 	n.cur.Store(&next)
+	for nh := range stale {
+		if n.use(nh) == nil {
+			n.reprobe.Add(1)
+		}
+	}
 	return missing
 }
 
@@ -157,10 +201,20 @@ func (n *neighbours) refresh() { n.update(nil) }
 
 func (n *neighbours) background() {
 	defer n.wg.Done()
+	events := n.events
 	for {
 		select {
 		case <-n.done:
 			return
+		case u, ok := <-events:
+			if !ok {
+				events = nil // the periodic refresh still runs
+				continue
+			}
+			if u.LinkIndex == n.ifindex && u.Family == unix.AF_INET {
+				n.update(nil)
+			}
+			continue
 		case <-n.kick:
 		}
 		n.wantMu.Lock()
