@@ -383,7 +383,9 @@ func (e *env) udp(ctx context.Context, s Step) (Sample, error) {
 }
 
 // tcp runs one repetition of a TCP step: a Go stream from the peer to the
-// container writing s.Size bytes per call for the step's duration.
+// container writing s.Size bytes per call for the step's duration. The
+// receiver checks every byte against the sent pattern: a step whose
+// stream arrives altered fails.
 func (e *env) tcp(ctx context.Context, s Step) (Sample, error) {
 	var ln net.Listener
 	if err := e.rxNS().Do(func() error {
@@ -401,6 +403,8 @@ func (e *env) tcp(ctx context.Context, s Step) (Sample, error) {
 		took time.Duration
 		err  error
 	}
+	const readSize = 256 << 10
+	pat := newPattern(max(s.Size, readSize))
 	got := make(chan recv, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -409,20 +413,20 @@ func (e *env) tcp(ctx context.Context, s Step) (Sample, error) {
 			return
 		}
 		defer c.Close()
-		buf := make([]byte, 256<<10)
-		var n int64
+		buf := make([]byte, readSize)
+		check := newStreamCheck(pat)
 		var start time.Time
 		for {
 			k, err := c.Read(buf)
-			if k > 0 && n == 0 {
+			if k > 0 && check.n == 0 {
 				start = time.Now()
 			}
-			n += int64(k)
+			check.add(buf[:k])
 			if err != nil {
 				if errors.Is(err, io.EOF) {
-					err = nil
+					err = check.err()
 				}
-				got <- recv{n: n, took: time.Since(start), err: err}
+				got <- recv{n: check.n, took: time.Since(start), err: err}
 				return
 			}
 		}
@@ -437,15 +441,11 @@ func (e *env) tcp(ctx context.Context, s Step) (Sample, error) {
 		return Sample{}, fmt.Errorf("connecting from the peer: %w", err)
 	}
 	before, _ := ReadProcStat()
-	msg := make([]byte, s.Size)
-	for i := range msg {
-		msg[i] = byte(i)
-	}
 	end := time.Now().Add(e.o.Duration)
 	var sent int64
 	var werr error
 	for time.Now().Before(end) && ctx.Err() == nil {
-		n, err := conn.Write(msg)
+		n, err := conn.Write(pat.at(sent, s.Size))
 		sent += int64(n)
 		if err != nil {
 			werr = err

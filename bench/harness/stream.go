@@ -1,0 +1,72 @@
+package harness
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// patternPeriod is the period of the TCP steps' byte stream: prime, so
+// that neither the write sizes nor the reader's buffer line up with it and
+// a chunk delivered at the wrong offset does not compare equal.
+const patternPeriod = 65521
+
+// pattern is the byte stream the TCP steps send: byte i of the stream is
+// pattern[i % patternPeriod]; the slice holds the period and then span more
+// bytes, so that any n ≤ span bytes from any offset are one contiguous
+// slice (at). Checking a chunk is a memory comparison, cheap enough that
+// the receiver's check does not limit the measured goodput (hashing every
+// byte would).
+type pattern []byte
+
+func newPattern(span int) pattern {
+	p := make(pattern, patternPeriod+span)
+	x := uint32(2463534242)
+	for i := range patternPeriod {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		p[i] = byte(x >> 24)
+	}
+	for i := patternPeriod; i < len(p); i++ {
+		p[i] = p[i-patternPeriod]
+	}
+	return p
+}
+
+// at returns the n bytes of the stream from offset off.
+func (p pattern) at(off int64, n int) []byte {
+	o := int(off % patternPeriod)
+	return p[o : o+n]
+}
+
+// streamCheck compares a received stream with the pattern, chunk by
+// chunk, and remembers the first offset where they differ.
+type streamCheck struct {
+	pat pattern
+	n   int64 // bytes checked
+	bad int64 // offset of the first differing byte, -1 while none
+}
+
+func newStreamCheck(p pattern) *streamCheck { return &streamCheck{pat: p, bad: -1} }
+
+// add checks the next chunk; len(b) must not exceed the pattern's span.
+func (c *streamCheck) add(b []byte) {
+	if c.bad < 0 && !bytes.Equal(b, c.pat.at(c.n, len(b))) {
+		want := c.pat.at(c.n, len(b))
+		for i := range b {
+			if b[i] != want[i] {
+				c.bad = c.n + int64(i)
+				break
+			}
+		}
+	}
+	c.n += int64(len(b))
+}
+
+// err reports the first difference, or nil.
+func (c *streamCheck) err() error {
+	if c.bad < 0 {
+		return nil
+	}
+	return fmt.Errorf("stream content differs from what was sent at byte %d", c.bad)
+}
