@@ -25,7 +25,8 @@ type Options struct {
 	// flows arrive reordered. It exists for the benchmark harness, which
 	// measures that reordering on real traffic (the paper's Fig. 7); it
 	// has no key in the config file and must not be used in production.
-	// New logs a warning when it is set.
+	// New logs a warning when it is set, and that it is ignored under a
+	// policy other than microflow (the only one with a merger).
 	Unordered bool
 }
 

@@ -89,6 +89,8 @@ func New(cfg *config.Config, o Options) (d *Daemon, err error) {
 	d.unordered = o.Unordered && pol == steer.Microflow
 	if d.unordered {
 		d.log.Warn("merger bypassed: flows will be delivered out of order (benchmark option)")
+	} else if o.Unordered {
+		d.log.Warn("merger bypass ignored: only the microflow policy has a merger", "policy", pol.String())
 	}
 	d.vtep = cfg.VTEP.Addr().As4()
 	for i, n := range cfg.Networks {
@@ -211,7 +213,7 @@ func (d *Daemon) setup(o Options) error {
 			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String())
 	}
 
-	d.neigh, err = newNeighbours(d.uplinkIndex)
+	d.neigh, err = newNeighbours(d.uplinkIndex, d.log)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}

@@ -19,6 +19,12 @@
 //	─► FDB lookup (unicast) or the VNI's flood list ─► vxlan.Encoder ─►
 //	AF_XDP transmit on queue 0's socket
 //
+// Beside them, one goroutine follows the kernel's neighbour table (netlink
+// notifications, and a re-read every 10 s) into the next-hop map the
+// transmit loops read without locks; because mflow's frames bypass the
+// kernel, it marks STALE entries of the next hops in use as used
+// (NTF_USE) so that the kernel re-probes them as for its own traffic.
+//
 // Shutdown (cancelling Run's context): the engines stop reading and drain,
 // the transmit loops stop, the XDP program is detached, the sockets and the
 // TAP devices mflow created are closed and removed. Every frame received

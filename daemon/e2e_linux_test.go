@@ -310,6 +310,7 @@ func setHostNeighbour(t *testing.T, r *running, state int, mac net.HardwareAddr)
 // traffic to the peer resumes with the new address.
 func TestE2ENeighbourReprobe(t *testing.T) {
 	r := startDaemon(t, testConfig(t, "microflow", 2, 256))
+	nb := r.d.neigh // teardown clears the field if Run ends early
 	// Fast probing, so that the test takes seconds, not a minute.
 	for k, v := range map[string]string{
 		"net.ipv4.neigh." + testbed.HostUplink + ".delay_first_probe_time": "1",
@@ -341,7 +342,7 @@ func TestE2ENeighbourReprobe(t *testing.T) {
 	if st, _ := waitState(netlink.NUD_REACHABLE, 5*time.Second); st != netlink.NUD_REACHABLE {
 		t.Fatalf("peer's neighbour entry in state %#x 5s after it went STALE, want REACHABLE (%#x)", st, netlink.NUD_REACHABLE)
 	}
-	if n := r.d.neigh.reprobe.Load(); n == 0 {
+	if n := nb.reprobe.Load(); n == 0 {
 		t.Error("no re-probe counted")
 	}
 
@@ -375,5 +376,5 @@ func TestE2ENeighbourReprobe(t *testing.T) {
 	if !bytes.Equal(mac, newMAC) {
 		t.Fatalf("host's entry for the peer: %v, want the new MAC %v", mac, newMAC)
 	}
-	t.Logf("traffic resumed %v after the MAC change; %d re-probes", time.Since(start).Round(time.Millisecond), r.d.neigh.reprobe.Load())
+	t.Logf("traffic resumed %v after the MAC change; %d re-probes", time.Since(start).Round(time.Millisecond), nb.reprobe.Load())
 }

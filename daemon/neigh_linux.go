@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -41,10 +42,11 @@ type neighbours struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 	reprobe atomic.Uint64 // STALE entries marked used
+	log     *slog.Logger
 }
 
 // newNeighbours must run inside the daemon's namespace.
-func newNeighbours(ifindex int) (*neighbours, error) {
+func newNeighbours(ifindex int, log *slog.Logger) (*neighbours, error) {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open netlink handle: %w", err)
@@ -54,11 +56,20 @@ func newNeighbours(ifindex int) (*neighbours, error) {
 		h.Close()
 		return nil, fmt.Errorf("open ARP probe socket: %w", err)
 	}
-	n := &neighbours{h: h, ifindex: ifindex, probe: fd, wanted: map[[4]byte]bool{},
+	n := &neighbours{h: h, ifindex: ifindex, probe: fd, wanted: map[[4]byte]bool{}, log: log,
 		kick: make(chan struct{}, 1), events: make(chan netlink.NeighUpdate, 64), done: make(chan struct{})}
 	// The subscription's socket is opened in the calling thread's
-	// namespace, the daemon's.
-	if err := netlink.NeighSubscribeWithOptions(n.events, n.done, netlink.NeighSubscribeOptions{}); err != nil {
+	// namespace, the daemon's. Its reader stops at the first error (an
+	// overrun, say); the periodic refresh then still keeps the map
+	// current, only slower.
+	opts := netlink.NeighSubscribeOptions{ErrorCallback: func(err error) {
+		select {
+		case <-n.done: // closing: the error is ours
+		default:
+			n.log.Warn("neighbour notifications", "err", err, "fallback", "the table is re-read every 10s")
+		}
+	}}
+	if err := netlink.NeighSubscribeWithOptions(n.events, n.done, opts); err != nil {
 		unix.Close(fd)
 		h.Close()
 		return nil, fmt.Errorf("subscribe to neighbour notifications: %w", err)
@@ -211,7 +222,22 @@ func (n *neighbours) background() {
 				events = nil // the periodic refresh still runs
 				continue
 			}
-			if u.LinkIndex == n.ifindex && u.Family == unix.AF_INET {
+			// One table read for a burst of notifications.
+			relevant := u.LinkIndex == n.ifindex && u.Family == unix.AF_INET
+		drain:
+			for {
+				select {
+				case u, ok := <-events:
+					if !ok {
+						events = nil
+						break drain
+					}
+					relevant = relevant || (u.LinkIndex == n.ifindex && u.Family == unix.AF_INET)
+				default:
+					break drain
+				}
+			}
+			if relevant {
 				n.update(nil)
 			}
 			continue

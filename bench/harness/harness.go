@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"mflow/config"
 )
 
 // Mode kinds.
@@ -23,7 +25,9 @@ const (
 // Policies are the mflow steering policies, which are also mode names.
 var Policies = []string{"single", "flow", "pipeline", "microflow"}
 
-// Options configures Run. Zero fields take the defaults of DefaultOptions.
+// Options configures Run. Zero fields take the defaults of DefaultOptions,
+// except the booleans (ReorderWire, Pin), which are off when zero: start
+// from DefaultOptions or QuickOptions.
 type Options struct {
 	// Modes to compare: native, kernel, kernel-rps, ceiling and the
 	// steering policies single, flow, pipeline, microflow. nil means the
@@ -44,9 +48,9 @@ type Options struct {
 	// Rates are offered loads in packets per second for the latency
 	// steps; empty means none.
 	Rates []float64 `json:"rates,omitempty"`
-	// ReorderBatches are the batch sizes of the in-memory Fig. 7
-	// experiment; empty means none. ReorderWorkers and ReorderPackets
-	// size it.
+	// ReorderBatches are the batch sizes of the Fig. 7 experiments (in
+	// memory, and on the testbed with ReorderWire); empty means none.
+	// ReorderWorkers sizes both, ReorderPackets the in-memory one.
 	ReorderBatches []int  `json:"reorder_batches,omitempty"`
 	ReorderWorkers int    `json:"reorder_workers,omitempty"`
 	ReorderPackets uint64 `json:"reorder_packets,omitempty"`
@@ -127,6 +131,15 @@ type Mode struct {
 	Batch int
 	// Unordered bypasses mflow's merger (daemon.Options.Unordered).
 	Unordered bool
+}
+
+// label names m in progress lines and warnings: the name, plus the batch
+// size for a point of the wire Fig. 7 sweep (whose modes share names).
+func (m Mode) label() string {
+	if m.Batch != 0 {
+		return fmt.Sprintf("%s (batch %d)", m.Name, m.Batch)
+	}
+	return m.Name
 }
 
 // Mode names of the Fig. 7 experiments, in memory and on the testbed.
@@ -253,12 +266,15 @@ func (o *Options) fill() error {
 		o.ReorderPackets = d.ReorderPackets
 	}
 	for _, b := range o.ReorderBatches {
-		if b < 1 {
-			return fmt.Errorf("checking options: Fig. 7 batch size %d below 1", b)
+		if b < 1 || b > config.MaxBatch {
+			return fmt.Errorf("checking options: Fig. 7 batch size %d outside [1, %d]", b, config.MaxBatch)
 		}
 	}
-	if o.ReorderWorkers < 1 {
+	if len(o.ReorderBatches) > 0 && o.ReorderWorkers < 1 {
 		return fmt.Errorf("checking options: %d Fig. 7 workers", o.ReorderWorkers)
+	}
+	if o.Batch < 1 || o.Batch > config.MaxBatch {
+		return fmt.Errorf("checking options: batch %d outside [1, %d]", o.Batch, config.MaxBatch)
 	}
 	if o.Prefix == "" {
 		o.Prefix = d.Prefix
@@ -286,7 +302,10 @@ func (o *Options) fill() error {
 	if o.Receivers == 0 {
 		o.Receivers = min(slices.Max(o.Flows), runtime.NumCPU())
 	}
-	_, err := o.Expand()
+	modes, err := o.Expand()
+	if err == nil && len(modes) == 0 && len(o.ReorderBatches) == 0 {
+		err = errors.New("checking options: no mode and no Fig. 7 batch size: nothing to measure")
+	}
 	return err
 }
 
@@ -358,7 +377,14 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 	if len(o.ReorderBatches) > 0 {
 		p.total += len(o.ReorderBatches) * 2 * o.Reps
 	}
-	p.line("starting: %d modes (%s), %v per repetition, %d repetitions", len(rep.Modes), strings.Join(rep.Modes, ", "), o.Duration, o.Reps)
+	fig7 := "no Fig. 7"
+	if n := len(o.ReorderBatches); n > 0 {
+		fig7 = fmt.Sprintf("Fig. 7 at %d batch sizes in memory", n)
+		if o.ReorderWire {
+			fig7 += " and on the testbed"
+		}
+	}
+	p.line("starting: %d modes (%s), %s; %v per repetition, %d repetitions", len(rep.Modes), strings.Join(rep.Modes, ", "), fig7, o.Duration, o.Reps)
 	for _, m := range modes {
 		if err := ctx.Err(); err != nil {
 			break
@@ -366,9 +392,9 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 		res, err := runMode(ctx, &o, m, p)
 		rep.Results = append(rep.Results, res...)
 		if err != nil {
-			p.line("%s: %v", m.Name, err)
+			p.line("%s: %v", m.label(), err)
 			if ctx.Err() == nil {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %v", m.Name, err))
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %v", m.label(), err))
 			}
 		}
 	}

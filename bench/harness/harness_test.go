@@ -303,6 +303,31 @@ func TestExpandAndSteps(t *testing.T) {
 	if len(o.reorderWireModes()) != 0 {
 		t.Error("wire Fig. 7 modes without ReorderWire")
 	}
+	// An empty, non-nil mode list runs only the Fig. 7 sweeps; nil means
+	// the default modes; with neither there is nothing to run.
+	only := DefaultOptions()
+	only.Modes = []string{}
+	if err := only.fill(); err != nil {
+		t.Errorf("Fig. 7 only: %v", err)
+	} else if ms, _ := only.Expand(); len(ms) != 0 {
+		t.Errorf("Fig. 7 only: modes %v", ms)
+	}
+	none := only
+	none.Modes, none.ReorderBatches = []string{}, nil
+	if err := none.fill(); err == nil || !strings.Contains(err.Error(), "nothing to measure") {
+		t.Errorf("nothing to measure: %v", err)
+	}
+	var zero Options
+	if err := zero.fill(); err != nil || len(zero.Modes) != len(DefaultOptions().Modes) {
+		t.Errorf("nil modes: %v, %v", zero.Modes, err)
+	}
+	for _, b := range []int{0, 1 << 17} {
+		big := DefaultOptions()
+		big.ReorderBatches = []int{b}
+		if err := big.fill(); err == nil {
+			t.Errorf("Fig. 7 batch %d accepted", b)
+		}
+	}
 	o.Modes = []string{"kernal"}
 	if _, err := o.Expand(); err == nil {
 		t.Error("unknown mode accepted")

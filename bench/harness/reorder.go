@@ -133,11 +133,13 @@ func reorderOnce(ctx context.Context, f gen.Frame, batch, workers int, count uin
 	s.Metrics = map[string]float64{
 		MOutOfOrder:    float64(seq.OutOfOrder),
 		MReorderEvents: float64(seq.Jumps),
-		MOutOfOrderPct: 100 * float64(seq.OutOfOrder) / float64(max(seq.Received, 1)),
 		MDuplicates:    float64(seq.Duplicates),
 		MLossPct:       100 * float64(seq.Lost(count)) / float64(count),
 		MMergerWaits:   float64(st.Merger.Waits),
 		MDeliveredMpps: float64(seq.Received) / el.Seconds() / 1e6,
+	}
+	if seq.Received > 0 {
+		s.Metrics[MOutOfOrderPct] = 100 * float64(seq.OutOfOrder) / float64(seq.Received)
 	}
 	return s, nil
 }

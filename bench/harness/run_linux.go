@@ -484,7 +484,7 @@ func (e *env) tcp(ctx context.Context, s Step) (Sample, error) {
 // runMode sets a mode up, measures its steps and removes it.
 func runMode(ctx context.Context, o *Options, m Mode, p *progress) (results []Result, err error) {
 	steps := o.StepsFor(m)
-	p.line("%s: building the testbed", m.Name)
+	p.line("%s: building the testbed", m.label())
 	e, err := setup(ctx, o, m)
 	if err != nil {
 		p.done += len(steps) * o.Reps

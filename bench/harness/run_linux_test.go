@@ -96,9 +96,8 @@ func TestAllModes(t *testing.T) {
 }
 
 // TestReorderWire runs the Fig. 7 sweep through the daemon on the testbed
-// at two batch sizes: with the merger the container receives every flow in
-// order; without it, whatever reordering there is, nothing is duplicated
-// and the counts are consistent.
+// at two batch sizes: with the merger the container receives the flow in
+// order; with it bypassed, datagrams arrive late but none twice.
 func TestReorderWire(t *testing.T) {
 	testbed.RequirePrivileges(t)
 	if testing.Short() {
@@ -131,6 +130,11 @@ func TestReorderWire(t *testing.T) {
 	if len(rep.Results) != len(modes) {
 		t.Fatalf("%d results for %d modes", len(rep.Results), len(modes))
 	}
+	// The merger's counters tell whether the switch reached the engine:
+	// bypassed, it never waits; in place, it waits for the micro-flow of
+	// the slower worker (thousands of times at batch 1 in 0.3 s). Without
+	// it, some datagrams must arrive late (45 % of them on 2 cores).
+	var lateOff, waitsOn float64
 	for _, r := range rep.Results {
 		if r.Error != "" {
 			t.Errorf("%s %s: %s", r.Mode, r.Step, r.Error)
@@ -140,12 +144,28 @@ func TestReorderWire(t *testing.T) {
 		if r.Step.Kind != KindWireReorder || m[MDeliveredMpps].Median <= 0 {
 			t.Errorf("%s %s: nothing delivered", r.Mode, r.Step)
 		}
-		if m[MDuplicates].Median != 0 || m[MReorderEvents].Median > m[MOutOfOrder].Median {
-			t.Errorf("%s %s: %v duplicates, %v backward jumps for %v late datagrams", r.Mode, r.Step,
-				m[MDuplicates].Median, m[MReorderEvents].Median, m[MOutOfOrder].Median)
+		if m[MDuplicates].Median != 0 {
+			t.Errorf("%s %s: %v duplicates", r.Mode, r.Step, m[MDuplicates].Median)
 		}
-		if r.Mode == ModeMerger && (m[MOutOfOrder].Median != 0 || m[MReorderEvents].Median != 0) {
-			t.Errorf("%s %s: %v out of order with the merger", r.Mode, r.Step, m[MOutOfOrder].Median)
+		switch r.Mode {
+		case ModeMerger:
+			if m[MOutOfOrder].Median != 0 || m[MReorderEvents].Median != 0 {
+				t.Errorf("%s %s: %v out of order with the merger", r.Mode, r.Step, m[MOutOfOrder].Median)
+			}
+			waitsOn += m[MMergerWaits].Median
+		case ModeUnordered:
+			if w := m[MMergerWaits].Median; w != 0 {
+				t.Errorf("%s %s: the bypassed merger waited %v times", r.Mode, r.Step, w)
+			}
+			lateOff += m[MOutOfOrder].Median
+		default:
+			t.Errorf("unexpected mode %s", r.Mode)
 		}
+	}
+	if waitsOn == 0 {
+		t.Error("the merger never waited: is it in place?")
+	}
+	if lateOff == 0 {
+		t.Error("nothing out of order with the merger bypassed: is it bypassed?")
 	}
 }

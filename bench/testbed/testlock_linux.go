@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -11,9 +12,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestLockPath is the file whose flock serialises privileged tests across
-// test processes.
-var TestLockPath = filepath.Join(os.TempDir(), "mflow-privileged-tests.lock")
+// testLockPaths are where the lock file is looked for: /run (root's, and
+// the same whatever TMPDIR says), else the temporary directory.
+var testLockPaths = []string{"/run/mflow-privileged-tests.lock", filepath.Join(os.TempDir(), "mflow-privileged-tests.lock")}
+
+// testLockEnv names, in the environment of child processes, the process
+// that held the lock when it started them: a test that re-executes its
+// binary must not have the child wait for the lock its parent holds.
+const testLockEnv = "MFLOW_TEST_LOCK_HOLDER"
 
 // The lock is held once per process and counted, so that a subtest or a
 // helper calling RequirePrivileges again inside a test does not wait for
@@ -34,17 +40,29 @@ func holdTestLock(tb testing.TB) {
 	tb.Helper()
 	testLock.Lock()
 	defer testLock.Unlock()
+	if testLock.refs == 0 && os.Getenv(testLockEnv) == strconv.Itoa(os.Getppid()) {
+		// Our parent holds the lock for the test that started us.
+		return
+	}
 	if testLock.refs == 0 {
-		// os.OpenFile opens with O_CLOEXEC: child processes do not inherit the lock.
-		f, err := os.OpenFile(TestLockPath, os.O_RDWR|os.O_CREATE, 0o600)
+		// os.OpenFile opens with O_CLOEXEC: child processes do not
+		// inherit the lock itself.
+		var f *os.File
+		var err error
+		for _, path := range testLockPaths {
+			if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+				break
+			}
+		}
 		if err != nil {
 			tb.Fatalf("open test lock: %v", err)
 		}
 		start := time.Now()
 		if err := flock(f); err != nil {
 			f.Close()
-			tb.Fatalf("lock %s: %v", TestLockPath, err)
+			tb.Fatalf("lock %s: %v", f.Name(), err)
 		}
+		os.Setenv(testLockEnv, strconv.Itoa(os.Getpid()))
 		if w := time.Since(start); w > time.Second {
 			tb.Logf("waited %v for the privileged-test lock (another package's test held it)", w.Round(time.Millisecond))
 		}
@@ -56,6 +74,7 @@ func holdTestLock(tb testing.TB) {
 		defer testLock.Unlock()
 		testLock.refs--
 		if testLock.refs == 0 {
+			os.Unsetenv(testLockEnv)
 			testLock.f.Close() // closing the last descriptor releases the flock
 			testLock.f = nil
 		}

@@ -96,7 +96,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "mflow bench: %v\n", err)
 		return exitUsage
 	}
-	rep.Command = "mflow bench " + strings.Join(args, " ")
+	rep.Command = "mflow bench " + shellJoin(args)
 	rep.WriteMarkdown(stdout)
 	if *out != "" {
 		files, werr := rep.WriteFiles(*out)
@@ -117,6 +117,23 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// shellJoin joins args into a command line a POSIX shell splits back into
+// the same arguments: an empty argument or one with characters the shell
+// treats specially is single-quoted.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=,./:+@%", r))
+		}) < 0 {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
 }
 
 func splitList(s string) []string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -34,5 +35,26 @@ func TestBenchFlags(t *testing.T) {
 	}
 	if got, _ := parseFloats("5e4,200000"); !slices.Equal(got, []float64{50000, 200000}) {
 		t.Errorf("parseFloats = %v", got)
+	}
+}
+
+// TestShellJoin: the recorded command line splits back into the same
+// arguments (checked with the shell itself).
+func TestShellJoin(t *testing.T) {
+	args := []string{"--modes", "", "--sizes", "64,256", "--out", "dir with space", "--x=it's", "-v"}
+	line := shellJoin(args)
+	if want := `--modes '' --sizes 64,256 --out 'dir with space' '--x=it'\''s' -v`; line != want {
+		t.Errorf("shellJoin = %s, want %s", line, want)
+	}
+	out, err := exec.Command("sh", "-c", "set -- "+line+`; for a in "$@"; do printf '[%s]' "$a"; done`).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want string
+	for _, a := range args {
+		want += "[" + a + "]"
+	}
+	if string(out) != want {
+		t.Errorf("sh splits %s into %s, want %s", line, out, want)
 	}
 }
