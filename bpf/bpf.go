@@ -145,6 +145,11 @@ type Config struct {
 	Peers []netip.Addr
 	// Queues is the XSKMAP size (highest queue id + 1); 0 means DefaultQueues.
 	Queues int
+	// All redirects every frame to the socket of its queue (counted as
+	// VerdictRedirect, or VerdictNoSocket and passed when the queue has
+	// none); VTEPs, Port and the peer filter are not used. It is the
+	// program of a network's veth, whose every frame is mflow's.
+	All bool
 }
 
 // Maximum numbers of VTEP and peer addresses.
@@ -154,7 +159,7 @@ const (
 )
 
 func (c Config) validate() error {
-	if len(c.VTEPs) == 0 {
+	if len(c.VTEPs) == 0 && !c.All {
 		return errors.New("validate config: no VTEP address")
 	}
 	if len(c.VTEPs) > MaxVTEPs {

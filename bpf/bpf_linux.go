@@ -109,6 +109,23 @@ func instructions() asm.Instructions {
 	return insns
 }
 
+// instructionsAll returns the program of Config.All: redirect every frame
+// to the socket of its queue.
+func instructionsAll() asm.Instructions {
+	const lRedirOK = "redirected"
+	insns := asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R2, asm.R6, 16, asm.Word), // rx_queue_index
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapXSKs),
+		asm.Mov.Imm(asm.R3, xdpPass),
+		asm.FnRedirectMap.Call(),
+		asm.Mov.Reg(asm.R9, asm.R0),
+		asm.JEq.Imm(asm.R0, xdpRedirect, lRedirOK),
+	}
+	insns = append(insns, count(VerdictNoSocket, "")...)
+	return append(insns, count(VerdictRedirect, lRedirOK)...)
+}
+
 // count emits: counters[v] += {1, frame length}; return r9 (for the
 // redirect paths) or the verdict's fixed action. The first instruction
 // carries label when it is not empty.
@@ -149,7 +166,11 @@ func count(v Verdict, label string) asm.Instructions {
 	}
 }
 
-func collectionSpec(queues int) *ebpf.CollectionSpec {
+func collectionSpec(queues int, all bool) *ebpf.CollectionSpec {
+	insns := instructions()
+	if all {
+		insns = instructionsAll()
+	}
 	return &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{
 			mapConfig:   {Name: mapConfig, Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1},
@@ -163,7 +184,7 @@ func collectionSpec(queues int) *ebpf.CollectionSpec {
 				Name:         progName,
 				Type:         ebpf.XDP,
 				License:      "Dual MIT/GPL",
-				Instructions: instructions(),
+				Instructions: insns,
 			},
 		},
 	}
@@ -194,7 +215,7 @@ func Load(cfg Config) (*Program, error) {
 	if queues == 0 {
 		queues = DefaultQueues
 	}
-	coll, err := ebpf.NewCollection(collectionSpec(queues))
+	coll, err := ebpf.NewCollection(collectionSpec(queues, cfg.All))
 	if err != nil {
 		return nil, fmt.Errorf("load xdp program: %w", err)
 	}

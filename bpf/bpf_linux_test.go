@@ -188,3 +188,45 @@ func TestParseMode(t *testing.T) {
 		t.Error(`ParseMode("hw") = nil error`)
 	}
 }
+
+// TestProgramAll: with Config.All every frame, VxLAN or not, goes to the
+// socket of its queue; without one it is passed and counted as no_socket.
+func TestProgramAll(t *testing.T) {
+	requireRoot(t)
+	p, err := Load(Config{All: true, Queues: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	frames := [][]byte{arpFrame(t), buildFrame(t, frameOpts{src: peer, dst: stranger, proto: layers.IPProtocolICMPv4}),
+		buildFrame(t, frameOpts{src: peer, dst: vtep, proto: layers.IPProtocolUDP, dport: 4789}), make([]byte, 14)}
+	before, err := p.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bytes uint64
+	for _, f := range frames {
+		ret, err := p.XDP().Run(&ebpf.RunOptions{Data: f})
+		if err != nil || ret != xdpPass {
+			t.Fatalf("run: %d, %v; want XDP_PASS (no socket)", ret, err)
+		}
+		bytes += uint64(len(f))
+	}
+	after, err := p.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := uint64(len(frames))
+	if d := after.Packets[VerdictNoSocket] - before.Packets[VerdictNoSocket]; d != n {
+		t.Errorf("no_socket counted %d of %d frames", d, n)
+	}
+	if d := after.Bytes[VerdictNoSocket] - before.Bytes[VerdictNoSocket]; d != bytes {
+		t.Errorf("no_socket bytes %d, want %d", d, bytes)
+	}
+	if d := after.Packets[VerdictPass] - before.Packets[VerdictPass]; d != 0 {
+		t.Errorf("pass counted %d", d)
+	}
+	if _, err := Load(Config{}); err == nil {
+		t.Error("a program without VTEPs and without All loaded")
+	}
+}

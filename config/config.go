@@ -114,11 +114,15 @@ type Network struct {
 // Device is a network's local device.
 type Device struct {
 	// Type is the device kind: "tap" (created or adopted by mflow) or "veth"
-	// (an existing veth, written with AF_XDP TX).
+	// (one end of an existing veth pair, served with AF_XDP: frames for
+	// the containers are transmitted into it, frames from them are
+	// redirected to mflow by an XDP program on it).
 	Type DeviceType `yaml:"type"`
 	// Name is the interface name (at most 15 bytes). Required.
 	Name string `yaml:"name"`
-	// Bridge, when set, is the bridge the device is attached to.
+	// Bridge, when set, is the bridge the device is attached to; for a
+	// veth, the bridge its peer end is attached to (the peer must then be
+	// in the same namespace).
 	Bridge string `yaml:"bridge,omitempty"`
 	// MTU is the device (inner) MTU; 0 or absent means 1450. It must not
 	// exceed the uplink MTU minus Overhead (checked by CheckHost).

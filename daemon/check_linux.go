@@ -58,6 +58,13 @@ func CheckHost(cfg *config.Config) []Check {
 		addrErr = fmt.Errorf("%s is not configured on %s: the kernel will not answer ARP for it", cfg.VTEP.Address, a.Name)
 	}
 	add("VTEP address", addrErr, cfg.VTEP.Address+" is on "+a.Name)
+	for i, n := range cfg.Networks {
+		if n.Device.Type == config.DeviceVeth {
+			name := fmt.Sprintf("networks[%d] veth %s", i, n.Device.Name)
+			detail, err := checkVeth(n.Device)
+			add(name, err, detail)
+		}
+	}
 
 	prog, err := bpf.Load(bpf.Config{VTEPs: []netip.Addr{cfg.VTEP.Addr()}, Port: uint16(cfg.VTEP.Port), Queues: max(a.NumRxQueues, 1)})
 	add("XDP program", err, "loads and verifies")
@@ -78,6 +85,32 @@ func CheckHost(cfg *config.Config) []Check {
 	got := att.Mode()
 	add("XDP attach", att.Close(), fmt.Sprintf("%s mode requested, %s mode works on %s", mode, got, a.Name))
 	return out
+}
+
+// checkVeth checks that a veth device exists and, when a bridge is
+// configured, that its peer is here to be put on the bridge.
+func checkVeth(dev config.Device) (string, error) {
+	link, err := netlink.LinkByName(dev.Name)
+	if err != nil {
+		return "", fmt.Errorf("%w (type veth expects an existing veth pair)", err)
+	}
+	if link.Type() != "veth" {
+		return "", fmt.Errorf("%s is a %s device, not a veth", dev.Name, link.Type())
+	}
+	if dev.Bridge == "" {
+		return "exists; its peer is yours to attach (with TX checksum offload off)", nil
+	}
+	a := link.Attrs()
+	peer, err := netlink.LinkByIndex(a.ParentIndex)
+	if err != nil || peer.Type() != "veth" || peer.Attrs().ParentIndex != a.Index {
+		return "", fmt.Errorf("its peer is not in this network namespace: leave bridge out and attach the peer yourself")
+	}
+	if br, err := netlink.LinkByName(dev.Bridge); err != nil {
+		return "", fmt.Errorf("bridge %s: %w", dev.Bridge, err)
+	} else if _, ok := br.(*netlink.Bridge); !ok {
+		return "", fmt.Errorf("%s is a %s device, not a bridge", dev.Bridge, br.Type())
+	}
+	return fmt.Sprintf("exists; peer %s goes on bridge %s", peer.Attrs().Name, dev.Bridge), nil
 }
 
 func checkSocket(domain, typ int) error {

@@ -5,17 +5,21 @@
 // switches to:
 //
 //	uplink (netlink) ─► XDP program loaded and attached (bpf) ─► one AF_XDP
-//	socket per queue (xsk), registered in the program's XSKMAP ─► one TAP per
-//	network (tap), on its bridge ─► neighbour entries of the peers resolved
+//	socket per queue (xsk), registered in the program's XSKMAP ─► one device
+//	per network: a TAP (tap) on its bridge, or mflow's end of a veth pair
+//	with its own redirect-everything XDP program and AF_XDP sockets
+//	(vethDevice) ─► neighbour entries of the peers resolved
 //
 // Run, per uplink queue, one receive engine (dataplane.Engine):
 //
 //	xsk socket ─► dispatcher ─► workers: vxlan.Decap, VNI and peer check,
-//	FDB learning ─► merger ─► sink: the VNI's TAP
+//	FDB learning ─► merger ─► sink: the VNI's device (TAP super-frames, or
+//	AF_XDP transmit into the veth)
 //
 // and, per network, one transmit loop:
 //
-//	TAP read (super-frames segmented by tap) into UMEM frames with headroom
+//	device read (TAP: super-frames segmented by tap; veth: AF_XDP receive
+//	and copy) into UMEM frames with headroom
 //	─► FDB lookup (unicast) or the VNI's flood list ─► vxlan.Encoder ─►
 //	AF_XDP transmit on queue 0's socket
 //

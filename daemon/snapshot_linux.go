@@ -11,12 +11,14 @@ import (
 // received = delivered + dropped + in flight.
 //
 // Decap: received counts frames taken from the AF_XDP rx rings; delivered
-// those the TAPs accepted; a frame the kernel refused on a TAP write is
-// dropped as "tap_write_error".
+// those the devices accepted; a frame the kernel refused on a TAP write is
+// dropped as "tap_write_error", one a veth's AF_XDP transmit could not take
+// (no free UMEM frame, tx ring full, too large) as "veth_tx_error".
 //
-// Encap: received counts frames read from the TAPs (after segmentation; a
-// packet that failed segmentation counts once, under its tap reason) plus
-// the extra copies flooding makes; delivered counts frames put on the tx
+// Encap: received counts frames read from the devices (after segmentation;
+// a packet that failed segmentation counts once, under its tap reason, as
+// does a frame from a veth that is too short or too large) plus the extra
+// copies flooding makes; delivered counts frames put on the uplink's tx
 // ring.
 //
 // After Run has returned, Snapshot returns the last one taken before
@@ -63,14 +65,18 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 		txDrops[r] = d.tx.drops[r].Load()
 	}
 	var tapDrops [tap.NumReasons]uint64
-	var writeErrors uint64
+	var writeErrors, vethErrors uint64
 	var read uint64
 	for i, t := range d.taps {
 		ts := t.Stats()
 		for r, n := range ts.Drops {
 			tapDrops[r] += n
 		}
-		writeErrors += ts.WriteErrors
+		if _, ok := t.(*vethDevice); ok {
+			vethErrors += ts.WriteErrors
+		} else {
+			writeErrors += ts.WriteErrors
+		}
 		read += ts.Frames
 		s.Networks = append(s.Networks, metrics.Network{
 			VNI: d.nets[i].vni, Device: t.Name(),
@@ -93,12 +99,16 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 	s.Encap.Delivered = metrics.Counter{Packets: delivered, Bytes: deliveredBytes}
 	s.Encap.InFlight = read - delivered - dropped
 
-	// A frame the kernel refused on a TAP write was counted delivered by
-	// the engine once its batch is written; until then it is still in
-	// flight there, so move at most what the engine already delivered.
+	// A frame the kernel refused on a TAP write (or a veth's transmit
+	// could not take) was counted delivered by the engine once its batch
+	// is written; until then it is still in flight there, so move at most
+	// what the engine already delivered.
 	writeErrors = min(writeErrors, s.Decap.Delivered.Packets)
 	s.Decap.Delivered.Packets -= writeErrors
-	s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: "tap_write_error", Packets: writeErrors})
+	vethErrors = min(vethErrors, s.Decap.Delivered.Packets)
+	s.Decap.Delivered.Packets -= vethErrors
+	s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: "tap_write_error", Packets: writeErrors},
+		metrics.Drop{Direction: metrics.Decap, Reason: "veth_tx_error", Packets: vethErrors})
 
 	for i, sk := range d.socks {
 		a := sk.Accounting()

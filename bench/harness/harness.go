@@ -38,6 +38,11 @@ type Options struct {
 	Workers []int `json:"workers"`
 	// Batch is mflow's micro-flow size.
 	Batch int `json:"batch"`
+	// Devices are mflow's network device types to measure, "tap" and/or
+	// "veth" (AF_XDP transmit into a veth pair instead of TAP writes);
+	// every mflow mode runs once per type, with "-veth" appended to the
+	// names of the veth ones. Empty means tap only.
+	Devices []string `json:"devices,omitempty"`
 	// Sizes are UDP payload sizes in bytes (16 to 1422); the first is the
 	// size of the flows sweep and of the latency steps.
 	Sizes []int `json:"sizes"`
@@ -131,6 +136,9 @@ type Mode struct {
 	Batch int
 	// Unordered bypasses mflow's merger (daemon.Options.Unordered).
 	Unordered bool
+	// Device is mflow's network device type, "tap" or "veth" (mflow
+	// only; "" is tap).
+	Device string
 }
 
 // label names m in progress lines and warnings: the name, plus the batch
@@ -167,17 +175,37 @@ func (o *Options) reorderWireModes() []Mode {
 	return out
 }
 
-// Expand turns Options.Modes and Workers into the modes to run, in order.
+// Expand turns Options.Modes, Workers and Devices into the modes to run,
+// in order.
 func (o *Options) Expand() ([]Mode, error) {
+	devices := o.Devices
+	if len(devices) == 0 {
+		devices = []string{"tap"}
+	}
+	for _, d := range devices {
+		if d != "tap" && d != "veth" {
+			return nil, fmt.Errorf("expanding modes: unknown device %q (want tap, veth)", d)
+		}
+	}
 	var out []Mode
+	mflow := func(m Mode) {
+		for _, d := range devices {
+			mm := m
+			mm.Device = d
+			if d == "veth" {
+				mm.Name += "-veth"
+			}
+			out = append(out, mm)
+		}
+	}
 	for _, m := range o.Modes {
 		switch {
 		case m == ModeNative || m == ModeKernel || m == ModeKernelRPS || m == ModeCeiling:
 			out = append(out, Mode{Name: m, Kind: m})
 		case m == "single":
-			out = append(out, Mode{Name: m, Kind: "mflow", Policy: m, Workers: 1})
+			mflow(Mode{Name: m, Kind: "mflow", Policy: m, Workers: 1})
 		case m == "pipeline":
-			out = append(out, Mode{Name: m, Kind: "mflow", Policy: m, Workers: 2})
+			mflow(Mode{Name: m, Kind: "mflow", Policy: m, Workers: 2})
 		case m == "flow" || m == "microflow":
 			for _, w := range o.Workers {
 				if w < 1 {
@@ -187,7 +215,7 @@ func (o *Options) Expand() ([]Mode, error) {
 				if len(o.Workers) > 1 || w != 2 {
 					name = fmt.Sprintf("%s-w%d", m, w)
 				}
-				out = append(out, Mode{Name: name, Kind: "mflow", Policy: m, Workers: w})
+				mflow(Mode{Name: name, Kind: "mflow", Policy: m, Workers: w})
 			}
 		default:
 			return nil, fmt.Errorf("expanding modes: unknown mode %q (want native, kernel, kernel-rps, ceiling, %s)", m, strings.Join(Policies, ", "))

@@ -268,6 +268,20 @@ func TestExpandAndSteps(t *testing.T) {
 	if modes[1].Name != "microflow" || modes[1].Workers != 2 {
 		t.Errorf("default workers: %+v", modes[1])
 	}
+	// Every mflow mode once per device type; the kernel's modes once.
+	dev := o
+	dev.Devices = []string{"tap", "veth"}
+	names = nil
+	for _, m := range must(dev.Expand()) {
+		names = append(names, m.Name+"/"+m.Device)
+	}
+	if got := strings.Join(names, ","); got != "kernel/,microflow/tap,microflow-veth/veth,ceiling/,single/tap,single-veth/veth" {
+		t.Errorf("modes with devices: %s", got)
+	}
+	dev.Devices = []string{"macvlan"}
+	if _, err := dev.Expand(); err == nil {
+		t.Error("unknown device type accepted")
+	}
 	// ceiling has only UDP steps; others have all kinds.
 	for _, m := range modes {
 		kinds := map[string]int{}
@@ -366,4 +380,11 @@ func TestReorder(t *testing.T) {
 			t.Errorf("%s %s: %v backward jumps but %v late packets", r.Mode, r.Step, ev, s.Metrics[MOutOfOrder])
 		}
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -161,7 +161,14 @@ func (e *env) startDaemon() error {
 	if m.Batch != 0 {
 		batch = m.Batch
 	}
-	cfg, err := config.Parse(testbed.MflowConfig(fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus)))
+	device := "tap"
+	if m.Device == "veth" {
+		device = "veth"
+		if err := e.topo.AddMflowVeth(); err != nil {
+			return err
+		}
+	}
+	cfg, err := config.Parse(testbed.MflowConfigDevice(device, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus)))
 	if err != nil {
 		return fmt.Errorf("configuring mflow: %w", err)
 	}

@@ -108,3 +108,6 @@ func ListNamed(prefix string) ([]string, error) { return nil, ErrUnsupported }
 
 // RemoveNamed is unsupported outside Linux.
 func RemoveNamed(name string) error { return ErrUnsupported }
+
+// AddMflowVeth is unsupported outside Linux.
+func (t *Topology) AddMflowVeth() error { return ErrUnsupported }

@@ -11,18 +11,20 @@ import (
 //	vxlan42 VNI 42, local 192.0.2.2 ─wire─ uplink0 192.0.2.1 ── (mflow or vxlan42) ── br42 ── vethctr0 ══ ctr0 10.42.0.2
 //	10.42.0.1/24 on vxlan42         wire0
 const (
-	PeerWire     = "wire0"    // peer's end of the wire veth
-	HostUplink   = "uplink0"  // host's end of the wire veth (mflow's uplink)
-	VxLANDev     = "vxlan42"  // kernel VxLAN device (peer; host in HostVxLAN mode)
-	Bridge       = "br42"     // bridge in host
-	HostCtrVeth  = "vethctr0" // host's end of the container veth, on Bridge
-	CtrDev       = "ctr0"     // container's interface
-	VNI          = 42
-	VxLANPort    = 4789
-	WireMTU      = 1500
-	OverlayMTU   = 1450
-	UnderlayBits = 24
-	OverlayBits  = 24
+	PeerWire      = "wire0"    // peer's end of the wire veth
+	HostUplink    = "uplink0"  // host's end of the wire veth (mflow's uplink)
+	VxLANDev      = "vxlan42"  // kernel VxLAN device (peer; host in HostVxLAN mode)
+	Bridge        = "br42"     // bridge in host
+	HostCtrVeth   = "vethctr0" // host's end of the container veth, on Bridge
+	CtrDev        = "ctr0"     // container's interface
+	MflowVeth     = "mflow42"  // mflow's device (its TAP, or its end of a veth pair)
+	MflowVethPeer = "mflow42p" // the other end of that veth pair, on Bridge
+	VNI           = 42
+	VxLANPort     = 4789
+	WireMTU       = 1500
+	OverlayMTU    = 1450
+	UnderlayBits  = 24
+	OverlayBits   = 24
 )
 
 // Addresses of the topology.
@@ -70,15 +72,20 @@ type Topology struct {
 // mflow42 on Bridge, Peer as the only peer, no metrics endpoint. steering
 // is the body of the steering mapping, e.g. "policy: microflow, workers: 2,
 // batch: 256".
-func MflowConfig(steering string) []byte {
+func MflowConfig(steering string) []byte { return MflowConfigDevice("tap", steering) }
+
+// MflowConfigDevice is MflowConfig with the network's device of the given
+// type: "tap", or "veth" for the pair MflowVeth / MflowVethPeer that
+// Topology.AddMflowVeth creates (the peer goes on Bridge).
+func MflowConfigDevice(device, steering string) []byte {
 	return []byte(fmt.Sprintf(`
 uplink: {interface: %s}
 vtep: {address: %s, port: %d}
 networks:
   - vni: %d
-    device: {type: tap, name: mflow42, bridge: %s, mtu: %d}
+    device: {type: %s, name: %s, bridge: %s, mtu: %d}
     peers: [%s]
 steering: {%s}
 metrics: {listen: ""}
-`, HostUplink, HostUnderlayIP, VxLANPort, VNI, Bridge, OverlayMTU, PeerUnderlayIP, steering))
+`, HostUplink, HostUnderlayIP, VxLANPort, VNI, device, MflowVeth, Bridge, OverlayMTU, PeerUnderlayIP, steering))
 }

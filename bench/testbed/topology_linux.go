@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+
+	"github.com/vishvananda/netlink"
 )
 
 // Build creates the DESIGN §8 topology: namespaces peer, host and ctr; the
@@ -136,6 +138,18 @@ func (t *Topology) AttachToBridge(link string) error {
 		return err
 	}
 	return t.Host.SetMaster(link, Bridge)
+}
+
+// AddMflowVeth creates, in the host namespace, the veth pair MflowVeth /
+// MflowVethPeer for an mflow network device of type veth (the daemon puts
+// the peer on the bridge). It goes away with the namespace.
+func (t *Topology) AddMflowVeth() error {
+	return t.Host.Do(func() error {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: MflowVeth}, PeerName: MflowVethPeer}); err != nil {
+			return fmt.Errorf("create veth %s/%s: %w", MflowVeth, MflowVethPeer, err)
+		}
+		return nil
+	})
 }
 
 // Namespaces returns the topology's namespaces (those created so far).

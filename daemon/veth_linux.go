@@ -1,0 +1,313 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"mflow/bpf"
+	"mflow/tap"
+	"mflow/xsk"
+)
+
+// netDevice is a network's local device: a TAP (*tap.Device) or a veth
+// served with AF_XDP (*vethDevice). WriteCoalesced and Read take frames at
+// offset off of each buffer, as tap.Device's methods do; a veth ignores the
+// room for a virtio header in front of each frame it writes.
+type netDevice interface {
+	Name() string
+	WriteCoalesced(frames [][]byte, off int) (int, error)
+	Read(bufs [][]byte, sizes []int, off int) (int, error)
+	Stats() tap.Stats
+	Close() error
+}
+
+// vethTxBatch is how many frames a veth write hands to the tx ring at once.
+const vethTxBatch = 64
+
+// vethDevice is a network's device when the config says `type: veth`: an
+// existing veth pair whose one end (the configured name) mflow serves with
+// AF_XDP sockets, one per receive queue, and an XDP program that redirects
+// every frame arriving there to them; the other end is the containers'
+// side (put on the configured bridge, or inside a container).
+//
+// Towards the containers, WriteCoalesced copies each frame into the
+// socket's UMEM and transmits the batch: one sendto per 32 frames or so
+// instead of one write(2) per frame into a TAP. From the containers, Read
+// takes received frames and copies them into the caller's buffers (the
+// uplink socket's UMEM). AF_XDP on a veth is copy mode, so both directions
+// copy anyway; there is no segmentation to do (with an XDP program on one
+// end, the kernel turns off GSO on the other).
+//
+// Concurrency: one writer at a time (the daemon's per-device mutex), one
+// reader goroutine; Close waits for both to be out.
+type vethDevice struct {
+	name  string
+	index int
+	prog  *bpf.Program
+	att   *bpf.Attachment
+	socks []*xsk.Socket // one per receive queue; socks[0] also transmits
+
+	txd []xsk.Desc // writer's scratch
+
+	rxMu   sync.Mutex // held by Read while it uses the sockets
+	rxd    []xsk.Desc
+	next   int // socket Read looks at first
+	closed atomic.Bool
+
+	frames, frameBytes      atomic.Uint64 // read from the containers
+	written, writtenBytes   atomic.Uint64 // transmitted to the containers
+	writeErrors             atomic.Uint64 // could not be transmitted
+	dropShort, dropTooLarge atomic.Uint64 // received frames not handed on
+}
+
+// openVeth sets up the veth of network i inside the daemon's namespace:
+// the configured end must exist and be a veth; with a bridge configured,
+// its peer must be in the same namespace, gets TX checksum offload turned
+// off (see txChecksumOff) and is put on the bridge. Both ends get the MTU
+// and are brought up.
+func openVeth(i int, name string, mtu int, bridge string, mode bpf.Mode) (v *vethDevice, err error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: networks[%d].device: veth %s: %w (type veth expects an existing veth pair)", ErrConfig, i, name, err)
+	}
+	if link.Type() != "veth" {
+		return nil, fmt.Errorf("%w: networks[%d].device: %s is a %s device, not a veth", ErrConfig, i, name, link.Type())
+	}
+	a := link.Attrs()
+	v = &vethDevice{name: name, index: a.Index, txd: make([]xsk.Desc, vethTxBatch), rxd: make([]xsk.Desc, txBatch)}
+	defer func() {
+		if err != nil {
+			v.Close()
+		}
+	}()
+	if err := netlink.LinkSetMTU(link, mtu); err != nil {
+		return v, fmt.Errorf("%w: set MTU %d on %s: %w", ErrSetup, mtu, name, err)
+	}
+	if bridge != "" {
+		// The peer's ifindex is in IFLA_LINK; make sure the device with
+		// that index here is really our peer and not a namesake of an
+		// index in another namespace.
+		peer, perr := netlink.LinkByIndex(a.ParentIndex)
+		if perr != nil || peer.Type() != "veth" || peer.Attrs().ParentIndex != a.Index {
+			return v, fmt.Errorf("%w: networks[%d].device.bridge: the peer of veth %s is not in this network namespace; leave bridge out and attach the peer yourself", ErrConfig, i, name)
+		}
+		br, berr := netlink.LinkByName(bridge)
+		if berr != nil {
+			return v, fmt.Errorf("%w: networks[%d].device.bridge: %s: %w", ErrConfig, i, bridge, berr)
+		}
+		if _, ok := br.(*netlink.Bridge); !ok {
+			return v, fmt.Errorf("%w: networks[%d].device.bridge: %s is a %s device, not a bridge", ErrConfig, i, bridge, br.Type())
+		}
+		if err := netlink.LinkSetMTU(peer, mtu); err != nil {
+			return v, fmt.Errorf("%w: set MTU %d on %s: %w", ErrSetup, mtu, peer.Attrs().Name, err)
+		}
+		if err := txChecksumOff(peer.Attrs().Name); err != nil {
+			return v, fmt.Errorf("%w: %w", ErrSetup, err)
+		}
+		if err := netlink.LinkSetMaster(peer, br); err != nil {
+			return v, fmt.Errorf("%w: attach %s to bridge %s: %w", ErrSetup, peer.Attrs().Name, bridge, err)
+		}
+		if err := netlink.LinkSetUp(peer); err != nil {
+			return v, fmt.Errorf("%w: bring %s up: %w", ErrSetup, peer.Attrs().Name, err)
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return v, fmt.Errorf("%w: bring %s up: %w", ErrSetup, name, err)
+	}
+	nq := max(a.NumRxQueues, 1)
+	if v.prog, err = bpf.Load(bpf.Config{All: true, Queues: nq}); err != nil {
+		return v, fmt.Errorf("%w: load XDP program for %s: %w", ErrSetup, name, err)
+	}
+	// A veth allocates more receive queues than it uses (one, unless
+	// created with numrxqueues), and the number in use is not in its
+	// netlink attributes: bind queue after queue until one does not exist.
+	for q := range nq {
+		s, err := xsk.Open(v.index, q, xsk.Options{})
+		if err != nil && q > 0 && errors.Is(err, unix.EINVAL) {
+			break
+		}
+		if err != nil {
+			return v, fmt.Errorf("%w: open AF_XDP socket on %s queue %d: %w", ErrSetup, name, q, err)
+		}
+		v.socks = append(v.socks, s)
+		if err := v.prog.Register(q, s.FD()); err != nil {
+			return v, fmt.Errorf("%w: register socket of %s queue %d: %w", ErrSetup, name, q, err)
+		}
+	}
+	if v.att, err = v.prog.Attach(v.index, mode); err != nil {
+		return v, fmt.Errorf("%w: attach XDP program to %s (%s mode): %w", ErrSetup, name, mode, err)
+	}
+	return v, nil
+}
+
+// Name returns the configured end's name.
+func (v *vethDevice) Name() string { return v.name }
+
+// Mode is the XDP attach mode in use.
+func (v *vethDevice) Mode() bpf.Mode { return v.att.Mode() }
+
+// WriteCoalesced transmits frames[k][off:] to the containers' side. A frame
+// that cannot be sent (larger than a UMEM frame, no free frame, tx ring
+// full for 10 ms) is dropped and counted in WriteErrors, as a TAP counts
+// frames its kernel refuses. It returns the number sent.
+func (v *vethDevice) WriteCoalesced(frames [][]byte, off int) (int, error) {
+	if v.closed.Load() {
+		return 0, os.ErrClosed
+	}
+	s := v.socks[0]
+	frameSize := s.Options().FrameSize
+	sent := 0
+	for len(frames) > 0 {
+		s.Complete()
+		want := min(len(frames), len(v.txd))
+		k := s.Alloc(v.txd[:want])
+		for deadline := time.Now().Add(10 * time.Millisecond); k == 0 && time.Now().Before(deadline); {
+			// Every frame is on its way out: wait for completions.
+			time.Sleep(20 * time.Microsecond)
+			s.Complete()
+			k = s.Alloc(v.txd[:want])
+		}
+		if k == 0 {
+			v.writeErrors.Add(uint64(len(frames)))
+			return sent, nil
+		}
+		n := 0
+		var bytes uint64
+		for _, f := range frames[:k] {
+			f = f[off:]
+			if len(f) > frameSize {
+				v.writeErrors.Add(1)
+				continue
+			}
+			d := v.txd[n] // Alloc set Len to the frame size
+			d.Len = uint32(copy(s.Frame(d), f))
+			v.txd[n] = d
+			bytes += uint64(d.Len)
+			n++
+		}
+		if n < k {
+			s.Free(v.txd[n:k])
+		}
+		frames = frames[k:]
+		out := v.txd[:n]
+		var deadline time.Time
+		for len(out) > 0 {
+			m, err := s.Transmit(out)
+			out = out[m:]
+			if len(out) == 0 || err != nil {
+				break
+			}
+			if deadline.IsZero() {
+				deadline = time.Now().Add(10 * time.Millisecond)
+			} else if time.Now().After(deadline) {
+				break
+			}
+			s.Complete()
+			time.Sleep(20 * time.Microsecond)
+		}
+		if len(out) > 0 {
+			for _, d := range out {
+				bytes -= uint64(d.Len)
+			}
+			v.writeErrors.Add(uint64(len(out)))
+			s.Free(out)
+		}
+		done := n - len(out)
+		sent += done
+		v.written.Add(uint64(done))
+		v.writtenBytes.Add(bytes)
+	}
+	return sent, nil
+}
+
+// Read waits for frames from the containers' side and copies up to
+// len(bufs) of them into bufs[k][off:], setting sizes[k]. It returns
+// os.ErrClosed once the device is closed.
+func (v *vethDevice) Read(bufs [][]byte, sizes []int, off int) (int, error) {
+	v.rxMu.Lock()
+	defer v.rxMu.Unlock()
+	for {
+		if v.closed.Load() {
+			return 0, os.ErrClosed
+		}
+		m := 0
+		for j := range v.socks {
+			if m == len(bufs) {
+				break
+			}
+			s := v.socks[(v.next+j)%len(v.socks)]
+			n := s.Receive(v.rxd[:min(len(v.rxd), len(bufs)-m)])
+			for _, d := range v.rxd[:n] {
+				f := s.Frame(d)
+				switch {
+				case len(f) < 14:
+					v.dropShort.Add(1)
+				case len(f) > len(bufs[m])-off:
+					v.dropTooLarge.Add(1)
+				default:
+					sizes[m] = copy(bufs[m][off:], f)
+					v.frames.Add(1)
+					v.frameBytes.Add(uint64(sizes[m]))
+					m++
+				}
+			}
+			if n > 0 {
+				s.Release(v.rxd[:n])
+			}
+		}
+		v.next = (v.next + 1) % len(v.socks)
+		if m > 0 {
+			return m, nil
+		}
+		// Nothing waiting: sleep in poll on one socket at a time (a
+		// veth has one queue unless created with more).
+		wait := 100 * time.Millisecond / time.Duration(len(v.socks))
+		if _, err := v.socks[v.next].PollRx(wait); err != nil && !errors.Is(err, xsk.ErrClosed) {
+			return 0, fmt.Errorf("poll %s: %w", v.name, err)
+		}
+	}
+}
+
+// Stats returns the device's counters in the TAP's terms: Frames are read
+// from the containers, WritePackets written to them, WriteErrors dropped
+// on the way there; received frames too short for Ethernet or too large
+// for the caller's buffer count as tap.DropShort and tap.DropBufferTooSmall.
+func (v *vethDevice) Stats() tap.Stats {
+	var s tap.Stats
+	s.Frames, s.FrameBytes = v.frames.Load(), v.frameBytes.Load()
+	s.ReadPackets, s.ReadBytes = s.Frames, s.FrameBytes
+	s.WritePackets, s.WriteBytes = v.written.Load(), v.writtenBytes.Load()
+	s.WriteErrors = v.writeErrors.Load()
+	s.Drops[tap.DropShort] = v.dropShort.Load()
+	s.Drops[tap.DropBufferTooSmall] = v.dropTooLarge.Load()
+	return s
+}
+
+// Close detaches the program and closes the sockets once the reader is
+// out of Read (at most one poll interval); the caller keeps writers out.
+// The veth itself stays: it is not mflow's.
+func (v *vethDevice) Close() error {
+	if v.closed.Swap(true) {
+		return nil
+	}
+	v.rxMu.Lock()
+	defer v.rxMu.Unlock()
+	var errs []error
+	if v.att != nil {
+		errs = append(errs, v.att.Close())
+	}
+	for _, s := range v.socks {
+		errs = append(errs, s.Close())
+	}
+	if v.prog != nil {
+		errs = append(errs, v.prog.Close())
+	}
+	return errors.Join(errs...)
+}
