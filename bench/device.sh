@@ -28,19 +28,21 @@ TCP=${TCP:-65536}
 # The Fig. 7 sweep through the daemon (12 testbeds) does not fit the
 # device's time; REORDER_WIRE=true adds it (and fig7_wire_reorder.png).
 REORDER_WIRE=${REORDER_WIRE:-false}
+# DEVICES=tap,veth also measures every mflow mode with a veth device.
+DEVICES=${DEVICES:-tap}
 
 mkdir -p "$OUT"
 log="$OUT/run.log"
 {
 	echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs"
 	grep -m1 'model name' /proc/cpuinfo || true
-	echo "# $BIN bench --modes $MODES --workers $WORKERS --sizes $SIZES --flows $FLOWS --tcp-sizes $TCP --rates '' --reorder-batches 1,4,16,64,256,1024 --reorder-workers 4 --reorder-wire=$REORDER_WIRE --duration $DURATION --reps $REPS --gen-cpus 0 --out $OUT"
+	echo "# $BIN bench --modes $MODES --devices $DEVICES --workers $WORKERS --sizes $SIZES --flows $FLOWS --tcp-sizes $TCP --rates '' --reorder-batches 1,4,16,64,256,1024 --reorder-workers 4 --reorder-wire=$REORDER_WIRE --duration $DURATION --reps $REPS --gen-cpus 0 --out $OUT"
 } >"$log"
 
 # --rates '': no latency steps (they need several rates to plot);
 # --reorder-workers 4: Fig. 7 with four workers, in memory.
 timeout -s TERM -k 20 "$LIMIT" "$BIN" bench \
-	--modes "$MODES" --workers "$WORKERS" --sizes "$SIZES" --flows "$FLOWS" \
+	--modes "$MODES" --devices "$DEVICES" --workers "$WORKERS" --sizes "$SIZES" --flows "$FLOWS" \
 	--tcp-sizes "$TCP" --rates '' \
 	--reorder-batches 1,4,16,64,256,1024 --reorder-workers 4 --reorder-wire="$REORDER_WIRE" \
 	--duration "$DURATION" --reps "$REPS" --gen-cpus 0 --out "$OUT" >>"$log" 2>&1
