@@ -94,8 +94,9 @@ const (
 	VerdictPass Verdict = iota
 	// VerdictRedirect counts frames redirected to an AF_XDP socket.
 	VerdictRedirect
-	// VerdictNoSocket counts VxLAN frames to us that arrived on a queue
-	// without a registered socket; they are passed to the kernel.
+	// VerdictNoSocket counts frames to redirect (VxLAN frames to us, or
+	// every frame with Config.All) that arrived on a queue without a
+	// registered socket; they are passed to the kernel.
 	VerdictNoSocket
 	// VerdictDropPeer counts VxLAN frames from a source that is not a
 	// configured peer, dropped when peer filtering is on (XDP_DROP).

@@ -127,6 +127,10 @@ func reservedPolicy(p config.ReservedPolicy) vxlan.ReservedPolicy {
 	return vxlan.ReservedIgnore
 }
 
+// xdpPacketHeadroom is XDP_PACKET_HEADROOM: where the kernel puts a
+// received frame in its UMEM frame in copy mode.
+const xdpPacketHeadroom = 256
+
 // coarseClock returns Unix seconds, the FDB's clock.
 func coarseClock() int64 { return time.Now().Unix() }
 
@@ -193,13 +197,16 @@ func (d *Daemon) setup(o Options) error {
 		if mtu == 0 {
 			mtu = config.DefaultDeviceMTU
 		}
-		// An inner frame plus the outer headers must fit one UMEM frame.
-		if mtu+vxlan.EthernetLen+vxlan.VLANTagLen+vxlan.Overhead > frameSize {
-			return fmt.Errorf("%w: networks[%d].device.mtu %d: an encapsulated frame would not fit a %d-byte UMEM frame (at most %d)",
-				ErrConfig, i, mtu, frameSize, frameSize-vxlan.EthernetLen-vxlan.VLANTagLen-vxlan.Overhead)
+		// An inner frame plus the outer headers must fit one UMEM frame
+		// behind the kernel's receive headroom (copy mode puts received
+		// frames XDP_PACKET_HEADROOM bytes in; the kernel drops longer
+		// ones before mflow sees them).
+		if room := frameSize - xdpPacketHeadroom; mtu+vxlan.EthernetLen+vxlan.VLANTagLen+vxlan.Overhead > room {
+			return fmt.Errorf("%w: networks[%d].device.mtu %d: an encapsulated frame would not fit the %d bytes a %d-byte UMEM frame receives (at most %d)",
+				ErrConfig, i, mtu, room, frameSize, room-vxlan.EthernetLen-vxlan.VLANTagLen-vxlan.Overhead)
 		}
 		if n.Device.Type == config.DeviceVeth {
-			v, err := openVeth(i, n.Device.Name, mtu, n.Device.Bridge, bpf.ModeAuto)
+			v, err := openVeth(i, n.Device.Name, mtu, n.Device.Bridge)
 			if err != nil {
 				return err
 			}

@@ -30,9 +30,10 @@
 // (NTF_USE) so that the kernel re-probes them as for its own traffic.
 //
 // Shutdown (cancelling Run's context): the engines stop reading and drain,
-// the transmit loops stop, the XDP program is detached, the sockets and the
-// TAP devices mflow created are closed and removed. Every frame received
-// ends delivered, dropped with a reason, or back in its socket.
+// the transmit loops stop, the XDP programs are detached, the sockets are
+// closed and the TAP devices mflow created removed (a veth stays, without
+// mflow's program). Every frame received ends delivered, dropped with a
+// reason, or back in its socket.
 //
 // The package is dataplane's wiring with the kernel; it holds no packet
 // logic of its own beyond the per-network checks of its stage.

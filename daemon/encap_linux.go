@@ -34,10 +34,11 @@ type txCounters struct {
 	drops         [numTxReasons]atomic.Uint64
 }
 
-// txBatch is how many frames one encap loop reads from its TAP at a time.
+// txBatch is how many frames one encap loop reads from its device at a time.
 const txBatch = 64
 
-// encapLoop moves frames from TAP i to the uplink until the TAP is closed.
+// encapLoop moves frames from network i's device to the uplink until the
+// device is closed.
 // It owns its descriptors between Alloc and Transmit; whatever it holds when
 // it stops goes back with Free.
 func (d *Daemon) encapLoop(i int) {
@@ -80,15 +81,15 @@ func (d *Daemon) encapLoop(i int) {
 			if d.stopping.Load() {
 				return
 			}
-			// The TAP went away under us (deleted from outside):
+			// The device went away under us (deleted from outside):
 			// nothing more will come. Say so once and stop.
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADFD) || errors.Is(err, unix.EIO) ||
 				strings.Contains(err.Error(), "use of closed file") {
-				d.log.Error("TAP unusable, its transmit direction stops", "device", t.Name(), "err", err)
+				d.log.Error("device unusable, its transmit direction stops", "device", t.Name(), "err", err)
 				return
 			}
 			if time.Since(lastWarn) > 10*time.Second {
-				d.log.Warn("reading TAP", "device", t.Name(), "err", err)
+				d.log.Warn("reading device", "device", t.Name(), "err", err)
 				lastWarn = time.Now()
 			}
 			time.Sleep(10 * time.Millisecond)

@@ -43,7 +43,10 @@ func (s *tapSink) Write(b *steer.Batch) error {
 		if len(frames) == 0 {
 			continue
 		}
-		groupByFlow(frames, tap.VirtioNetHdrLen, s.scratch)
+		if _, veth := s.d.taps[i].(*vethDevice); !veth {
+			// Grouping only helps coalescing, which a veth does not do.
+			groupByFlow(frames, tap.VirtioNetHdrLen, s.scratch)
+		}
 		s.d.tapMu[i].Lock()
 		// Frames the kernel refuses one by one are counted by the TAP
 		// (WriteErrors); an error here means the device is gone.

@@ -72,8 +72,10 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 		for r, n := range ts.Drops {
 			tapDrops[r] += n
 		}
-		if _, ok := t.(*vethDevice); ok {
+		var kernelDrops uint64
+		if v, ok := t.(*vethDevice); ok {
 			vethErrors += ts.WriteErrors
+			kernelDrops = v.KernelDrops()
 		} else {
 			writeErrors += ts.WriteErrors
 		}
@@ -82,6 +84,7 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 			VNI: d.nets[i].vni, Device: t.Name(),
 			Delivered:   metrics.Counter{Packets: ts.WritePackets, Bytes: ts.WriteBytes},
 			Transmitted: metrics.Counter{Packets: ts.Frames, Bytes: ts.FrameBytes},
+			KernelDrops: kernelDrops,
 		})
 	}
 	read += d.tx.copies.Load()

@@ -45,11 +45,13 @@ const vethTxBatch = 64
 // copy anyway; there is no segmentation to do (with an XDP program on one
 // end, the kernel turns off GSO on the other).
 //
-// Concurrency: one writer at a time (the daemon's per-device mutex), one
-// reader goroutine; Close waits for both to be out.
+// Concurrency: one writer at a time (the daemon's per-device mutex, which
+// also keeps writers out of Close), one reader goroutine (Close waits for
+// it to leave Read).
 type vethDevice struct {
 	name  string
 	index int
+	nl    *netlink.Handle // in the daemon's namespace, to tell whether the veth still exists
 	prog  *bpf.Program
 	att   *bpf.Attachment
 	socks []*xsk.Socket // one per receive queue; socks[0] also transmits
@@ -59,20 +61,30 @@ type vethDevice struct {
 	rxMu   sync.Mutex // held by Read while it uses the sockets
 	rxd    []xsk.Desc
 	next   int // socket Read looks at first
+	pfds   []unix.PollFd
 	closed atomic.Bool
+	gone   atomic.Bool // a transmit failed: the device went away
 
 	frames, frameBytes      atomic.Uint64 // read from the containers
 	written, writtenBytes   atomic.Uint64 // transmitted to the containers
 	writeErrors             atomic.Uint64 // could not be transmitted
 	dropShort, dropTooLarge atomic.Uint64 // received frames not handed on
+
+	statMu           sync.Mutex // keeps KernelDrops and Close apart
+	statsFinal       bool       // the sockets are closing: use finalKernelDrops
+	finalKernelDrops uint64
 }
+
+// errVethGone is what Read returns once a transmit found the device gone;
+// it wraps os.ErrClosed.
+var errVethGone = fmt.Errorf("veth gone: %w", os.ErrClosed)
 
 // openVeth sets up the veth of network i inside the daemon's namespace:
 // the configured end must exist and be a veth; with a bridge configured,
 // its peer must be in the same namespace, gets TX checksum offload turned
 // off (see txChecksumOff) and is put on the bridge. Both ends get the MTU
 // and are brought up.
-func openVeth(i int, name string, mtu int, bridge string, mode bpf.Mode) (v *vethDevice, err error) {
+func openVeth(i int, name string, mtu int, bridge string) (v *vethDevice, err error) {
 	link, err := netlink.LinkByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: networks[%d].device: veth %s: %w (type veth expects an existing veth pair)", ErrConfig, i, name, err)
@@ -87,6 +99,9 @@ func openVeth(i int, name string, mtu int, bridge string, mode bpf.Mode) (v *vet
 			v.Close()
 		}
 	}()
+	if v.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		return v, fmt.Errorf("%w: open netlink handle: %w", ErrSetup, err)
+	}
 	if err := netlink.LinkSetMTU(link, mtu); err != nil {
 		return v, fmt.Errorf("%w: set MTU %d on %s: %w", ErrSetup, mtu, name, err)
 	}
@@ -141,8 +156,13 @@ func openVeth(i int, name string, mtu int, bridge string, mode bpf.Mode) (v *vet
 			return v, fmt.Errorf("%w: register socket of %s queue %d: %w", ErrSetup, name, q, err)
 		}
 	}
-	if v.att, err = v.prog.Attach(v.index, mode); err != nil {
-		return v, fmt.Errorf("%w: attach XDP program to %s (%s mode): %w", ErrSetup, name, mode, err)
+	for _, s := range v.socks {
+		v.pfds = append(v.pfds, unix.PollFd{Fd: int32(s.FD()), Events: unix.POLLIN})
+	}
+	// Native mode only: in generic mode the peer keeps GSO and hands over
+	// frames larger than a UMEM frame can receive.
+	if v.att, err = v.prog.Attach(v.index, bpf.ModeNative); err != nil {
+		return v, fmt.Errorf("%w: attach XDP program to %s in native mode (a veth whose peer has more tx queues than it has rx queues refuses it): %w", ErrSetup, name, err)
 	}
 	return v, nil
 }
@@ -155,11 +175,14 @@ func (v *vethDevice) Mode() bpf.Mode { return v.att.Mode() }
 
 // WriteCoalesced transmits frames[k][off:] to the containers' side. A frame
 // that cannot be sent (larger than a UMEM frame, no free frame, tx ring
-// full for 10 ms) is dropped and counted in WriteErrors, as a TAP counts
-// frames its kernel refuses. It returns the number sent.
+// full for 10 ms, the device gone) is dropped and counted in WriteErrors,
+// as a TAP counts frames its kernel refuses; the error is never returned,
+// so that the engine does not count the batch a second time. It returns
+// the number sent.
 func (v *vethDevice) WriteCoalesced(frames [][]byte, off int) (int, error) {
-	if v.closed.Load() {
-		return 0, os.ErrClosed
+	if v.closed.Load() || v.gone.Load() {
+		v.writeErrors.Add(uint64(len(frames)))
+		return 0, nil
 	}
 	s := v.socks[0]
 	frameSize := s.Options().FrameSize
@@ -175,6 +198,16 @@ func (v *vethDevice) WriteCoalesced(frames [][]byte, off int) (int, error) {
 			k = s.Alloc(v.txd[:want])
 		}
 		if k == 0 {
+			// Every frame stayed on the tx ring for 10 ms: the kernel
+			// does not send (the device is down or was deleted; a
+			// deleted one unbinds the socket, and without a wakeup
+			// Transmit does not learn it).
+			if _, err := v.nl.LinkByIndex(v.index); err != nil {
+				var nf netlink.LinkNotFoundError
+				if errors.As(err, &nf) {
+					v.gone.Store(true)
+				}
+			}
 			v.writeErrors.Add(uint64(len(frames)))
 			return sent, nil
 		}
@@ -200,8 +233,17 @@ func (v *vethDevice) WriteCoalesced(frames [][]byte, off int) (int, error) {
 		var deadline time.Time
 		for len(out) > 0 {
 			m, err := s.Transmit(out)
+			if err != nil {
+				// The kernel refused the wakeup: the device is gone
+				// (unregistered) or down. The frames on the ring stay
+				// there until Close; count the whole chunk as lost.
+				v.gone.Store(true)
+				s.Free(out[m:])
+				v.writeErrors.Add(uint64(n + len(frames)))
+				return sent, nil
+			}
 			out = out[m:]
-			if len(out) == 0 || err != nil {
+			if len(out) == 0 {
 				break
 			}
 			if deadline.IsZero() {
@@ -237,6 +279,9 @@ func (v *vethDevice) Read(bufs [][]byte, sizes []int, off int) (int, error) {
 		if v.closed.Load() {
 			return 0, os.ErrClosed
 		}
+		if v.gone.Load() {
+			return 0, errVethGone
+		}
 		m := 0
 		for j := range v.socks {
 			if m == len(bufs) {
@@ -266,10 +311,18 @@ func (v *vethDevice) Read(bufs [][]byte, sizes []int, off int) (int, error) {
 		if m > 0 {
 			return m, nil
 		}
-		// Nothing waiting: sleep in poll on one socket at a time (a
-		// veth has one queue unless created with more).
-		wait := 100 * time.Millisecond / time.Duration(len(v.socks))
-		if _, err := v.socks[v.next].PollRx(wait); err != nil && !errors.Is(err, xsk.ErrClosed) {
+		// Nothing waiting: sleep in poll(2) until a socket has frames
+		// (100 ms at most, to notice Close).
+		if len(v.socks) == 1 {
+			if _, err := v.socks[0].PollRx(100 * time.Millisecond); err != nil && !errors.Is(err, xsk.ErrClosed) {
+				return 0, fmt.Errorf("poll %s: %w", v.name, err)
+			}
+			continue
+		}
+		for k := range v.pfds {
+			v.pfds[k].Revents = 0
+		}
+		if _, err := unix.Poll(v.pfds, 100); err != nil && err != unix.EINTR {
 			return 0, fmt.Errorf("poll %s: %w", v.name, err)
 		}
 	}
@@ -278,16 +331,42 @@ func (v *vethDevice) Read(bufs [][]byte, sizes []int, off int) (int, error) {
 // Stats returns the device's counters in the TAP's terms: Frames are read
 // from the containers, WritePackets written to them, WriteErrors dropped
 // on the way there; received frames too short for Ethernet or too large
-// for the caller's buffer count as tap.DropShort and tap.DropBufferTooSmall.
+// for the caller's buffer count as tap.DropShort and tap.DropBufferTooSmall
+// (and in ReadPackets, which counts every frame taken off the rx rings).
 func (v *vethDevice) Stats() tap.Stats {
 	var s tap.Stats
 	s.Frames, s.FrameBytes = v.frames.Load(), v.frameBytes.Load()
-	s.ReadPackets, s.ReadBytes = s.Frames, s.FrameBytes
+	s.ReadPackets, s.ReadBytes = s.Frames+v.dropShort.Load()+v.dropTooLarge.Load(), s.FrameBytes
 	s.WritePackets, s.WriteBytes = v.written.Load(), v.writtenBytes.Load()
 	s.WriteErrors = v.writeErrors.Load()
 	s.Drops[tap.DropShort] = v.dropShort.Load()
 	s.Drops[tap.DropBufferTooSmall] = v.dropTooLarge.Load()
 	return s
+}
+
+// KernelDrops counts frames from the containers that the kernel dropped
+// before mflow saw them: the sockets' rx ring full or fill ring empty, and
+// frames of a queue without a socket (passed to the stack of mflow's end,
+// which has no use for them).
+func (v *vethDevice) KernelDrops() uint64 {
+	v.statMu.Lock()
+	defer v.statMu.Unlock()
+	if v.statsFinal {
+		return v.finalKernelDrops
+	}
+	var n uint64
+	for _, s := range v.socks {
+		if st, err := s.Stats(); err == nil {
+			n += st.Kernel.RxDropped + st.Kernel.RxRingFull + st.Kernel.RxFillRingEmpty + st.Kernel.RxInvalidDescs
+		}
+	}
+	if v.prog == nil {
+		return n
+	}
+	if c, err := v.prog.Counters(); err == nil {
+		n += c.Packets[bpf.VerdictNoSocket]
+	}
+	return n
 }
 
 // Close detaches the program and closes the sockets once the reader is
@@ -299,6 +378,12 @@ func (v *vethDevice) Close() error {
 	}
 	v.rxMu.Lock()
 	defer v.rxMu.Unlock()
+	if v.prog != nil {
+		v.finalKernelDrops = v.KernelDrops()
+	}
+	v.statMu.Lock()
+	v.statsFinal = true
+	v.statMu.Unlock()
 	var errs []error
 	if v.att != nil {
 		errs = append(errs, v.att.Close())
@@ -308,6 +393,9 @@ func (v *vethDevice) Close() error {
 	}
 	if v.prog != nil {
 		errs = append(errs, v.prog.Close())
+	}
+	if v.nl != nil {
+		v.nl.Close()
 	}
 	return errors.Join(errs...)
 }

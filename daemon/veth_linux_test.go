@@ -7,7 +7,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"mflow/bench/testbed"
-	"mflow/bpf"
 )
 
 // TestVethNoAllocs: a veth pair a/b in a fresh namespace, each end served
@@ -30,16 +29,19 @@ func TestVethNoAllocs(t *testing.T) {
 			return err
 		}
 		var err error
-		if a, err = openVeth(0, "va", 1500, "", bpf.ModeAuto); err != nil {
+		if a, err = openVeth(0, "va", 1500, ""); err != nil {
 			return err
 		}
-		b, err = openVeth(1, "vb", 1500, "", bpf.ModeAuto)
-		return err
+		t.Cleanup(func() { a.Close() })
+		if b, err = openVeth(1, "vb", 1500, ""); err != nil {
+			return err
+		}
+		t.Cleanup(func() { b.Close() })
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.Close(); b.Close() })
 
 	const n, off = 32, 12
 	frames := make([][]byte, n)

@@ -154,6 +154,7 @@ func (f Families) Snapshot() Snapshot {
 	f.each(NameNetworkDeliveredBytes, func(m *dto.Metric) { net(m).Delivered.Bytes = value(m) })
 	f.each(NameNetworkTransmittedPackets, func(m *dto.Metric) { net(m).Transmitted.Packets = value(m) })
 	f.each(NameNetworkTransmittedBytes, func(m *dto.Metric) { net(m).Transmitted.Bytes = value(m) })
+	f.each(NameNetworkKernelDrops, func(m *dto.Metric) { net(m).KernelDrops = value(m) })
 	for _, k := range netOrder {
 		s.Networks = append(s.Networks, *nets[k])
 	}
@@ -290,10 +291,10 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 
 	rows = nil
 	if len(s.Networks) > 0 {
-		rows = [][]string{{"vni", "device", "delivered pkts", "delivered bytes", "transmitted pkts", "transmitted bytes"}}
+		rows = [][]string{{"vni", "device", "delivered pkts", "delivered bytes", "transmitted pkts", "transmitted bytes", "kernel drops"}}
 		for _, n := range s.Networks {
 			rows = append(rows, []string{u64(uint64(n.VNI)), n.Device, u64(n.Delivered.Packets), u64(n.Delivered.Bytes),
-				u64(n.Transmitted.Packets), u64(n.Transmitted.Bytes)})
+				u64(n.Transmitted.Packets), u64(n.Transmitted.Bytes), u64(n.KernelDrops)})
 		}
 	}
 	section(rows)

@@ -26,6 +26,7 @@ const (
 	NameNetworkDeliveredBytes     = "mflow_network_delivered_bytes_total"
 	NameNetworkTransmittedPackets = "mflow_network_transmitted_packets_total"
 	NameNetworkTransmittedBytes   = "mflow_network_transmitted_bytes_total"
+	NameNetworkKernelDrops        = "mflow_network_kernel_dropped_packets_total"
 	NameUMEMFrames                = "mflow_umem_frames"
 	NameUMEMSize                  = "mflow_umem_size_frames"
 	NameXSKEvents                 = "mflow_xsk_events_total"
@@ -76,6 +77,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameNetworkDeliveredBytes, "Bytes of decapsulated frames delivered per network.", []string{"vni", "device"}},
 		{NameNetworkTransmittedPackets, "Frames encapsulated and transmitted per network.", []string{"vni", "device"}},
 		{NameNetworkTransmittedBytes, "Bytes of frames encapsulated and transmitted per network.", []string{"vni", "device"}},
+		{NameNetworkKernelDrops, "Frames from a network's veth device dropped by the kernel before mflow saw them.", []string{"vni", "device"}},
 		{NameUMEMFrames, "UMEM frames by owner; the states sum to mflow_umem_size_frames.", []string{"queue", "state"}},
 		{NameUMEMSize, "Frames in the UMEM of the AF_XDP socket of a queue.", []string{"queue"}},
 		{NameXSKEvents, "Kernel AF_XDP socket statistics (packets that never reached mflow).", []string{"queue", "event"}},
@@ -134,6 +136,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		vni := strconv.FormatUint(uint64(n.VNI), 10)
 		counter(NameNetworkDeliveredPackets, n.Delivered.Packets, vni, n.Device)
 		counter(NameNetworkDeliveredBytes, n.Delivered.Bytes, vni, n.Device)
+		counter(NameNetworkKernelDrops, n.KernelDrops, vni, n.Device)
 		counter(NameNetworkTransmittedPackets, n.Transmitted.Packets, vni, n.Device)
 		counter(NameNetworkTransmittedBytes, n.Transmitted.Bytes, vni, n.Device)
 	}

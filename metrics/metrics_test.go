@@ -27,7 +27,7 @@ func sample() Snapshot {
 		MergerWaits:          3,
 		Networks: []Network{
 			{VNI: 42, Device: "mflow42", Delivered: Counter{800, 80000}, Transmitted: Counter{400, 64000}},
-			{VNI: 43, Device: "mflow43", Delivered: Counter{100, 10000}, Transmitted: Counter{98, 16000}},
+			{VNI: 43, Device: "mflow43", Delivered: Counter{100, 10000}, Transmitted: Counter{98, 16000}, KernelDrops: 7},
 		},
 		UMEM: []UMEM{
 			{Queue: 0, Size: 4096, Free: 1000, Fill: 2048, RX: 8, Stages: 40, TX: 900, Completion: 100},

@@ -69,6 +69,10 @@ type Network struct {
 	Delivered Counter
 	// Transmitted counts frames of Device encapsulated and sent.
 	Transmitted Counter
+	// KernelDrops counts frames from Device that the kernel dropped before
+	// mflow saw them (a veth device's AF_XDP sockets: rx ring full, no
+	// fill frame, a queue without socket); always 0 for a TAP.
+	KernelDrops uint64
 }
 
 // UMEM is the ownership of one AF_XDP socket's UMEM frames (DESIGN §3):
