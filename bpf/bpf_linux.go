@@ -40,7 +40,6 @@ func instructions() asm.Instructions {
 		lPass     = "pass"
 		lDropPeer = "drop_peer"
 		lRedirect = "redirect"
-		lRedirOK  = "redirected"
 	)
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
@@ -93,15 +92,8 @@ func instructions() asm.Instructions {
 		asm.Add.Imm(asm.R2, -8),
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, lDropPeer),
-		// redirect_map(xsks, rx_queue_index, XDP_PASS): XDP_PASS when the
-		// queue has no socket.
-		asm.LoadMem(asm.R2, asm.R6, 16, asm.Word).WithSymbol(lRedirect),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapXSKs),
-		asm.Mov.Imm(asm.R3, xdpPass),
-		asm.FnRedirectMap.Call(),
-		asm.Mov.Reg(asm.R9, asm.R0),
-		asm.JEq.Imm(asm.R0, xdpRedirect, lRedirOK),
 	}
+	insns = append(insns, redirect(lRedirect)...)
 	insns = append(insns, count(VerdictNoSocket, "")...)
 	insns = append(insns, count(VerdictRedirect, lRedirOK)...)
 	insns = append(insns, count(VerdictDropPeer, lDropPeer)...)
@@ -112,18 +104,32 @@ func instructions() asm.Instructions {
 // instructionsAll returns the program of Config.All: redirect every frame
 // to the socket of its queue.
 func instructionsAll() asm.Instructions {
-	const lRedirOK = "redirected"
-	insns := asm.Instructions{
-		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R2, asm.R6, 16, asm.Word), // rx_queue_index
+	insns := asm.Instructions{asm.Mov.Reg(asm.R6, asm.R1)}
+	insns = append(insns, redirect("")...)
+	insns = append(insns, count(VerdictNoSocket, "")...)
+	return append(insns, count(VerdictRedirect, lRedirOK)...)
+}
+
+// lRedirOK labels the counting of a successful redirect.
+const lRedirOK = "redirected"
+
+// redirect emits redirect_map(xsks, rx_queue_index, XDP_PASS) (XDP_PASS
+// when the queue has no socket) with the action in r9, then a jump to
+// lRedirOK when it redirected; it falls through otherwise. r6 holds the
+// context. The first instruction carries label when it is not empty.
+func redirect(label string) asm.Instructions {
+	first := asm.LoadMem(asm.R2, asm.R6, 16, asm.Word) // rx_queue_index
+	if label != "" {
+		first = first.WithSymbol(label)
+	}
+	return asm.Instructions{
+		first,
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapXSKs),
 		asm.Mov.Imm(asm.R3, xdpPass),
 		asm.FnRedirectMap.Call(),
 		asm.Mov.Reg(asm.R9, asm.R0),
 		asm.JEq.Imm(asm.R0, xdpRedirect, lRedirOK),
 	}
-	insns = append(insns, count(VerdictNoSocket, "")...)
-	return append(insns, count(VerdictRedirect, lRedirOK)...)
 }
 
 // count emits: counters[v] += {1, frame length}; return r9 (for the

@@ -43,7 +43,11 @@ type running struct {
 	done     chan error
 }
 
-func startDaemon(t *testing.T, cfg *config.Config) *running {
+func startDaemon(t *testing.T, cfg *config.Config) *running { return startDaemonWith(t, cfg, nil) }
+
+// startDaemonWith is startDaemon with prepare, when not nil, run on the
+// testbed before the daemon starts.
+func startDaemonWith(t *testing.T, cfg *config.Config, prepare func(*testbed.Topology) error) *running {
 	t.Helper()
 	testbed.RequirePrivileges(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -53,6 +57,11 @@ func startDaemon(t *testing.T, cfg *config.Config) *running {
 		t.Fatalf("build testbed: %v", err)
 	}
 	t.Cleanup(func() { topo.Close() })
+	if prepare != nil {
+		if err := prepare(topo); err != nil {
+			t.Fatal(err)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	baseline := runtime.NumGoroutine()
 	d, err := New(cfg, Options{Enter: topo.Host.Do, Logger: log})
@@ -387,32 +396,11 @@ func TestE2ENeighbourReprobe(t *testing.T) {
 // operator would.
 func startVethDaemon(t *testing.T, policy string, workers, batch int) *running {
 	t.Helper()
-	testbed.RequirePrivileges(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mfv"})
-	if err != nil {
-		t.Fatalf("build testbed: %v", err)
-	}
-	t.Cleanup(func() { topo.Close() })
-	if err := topo.AddMflowVeth(); err != nil {
-		t.Fatal(err)
-	}
 	cfg, err := config.Parse(testbed.MflowConfigDevice("veth", fmt.Sprintf("policy: %s, workers: %d, batch: %d", policy, workers, batch)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	baseline := runtime.NumGoroutine()
-	d, err := New(cfg, Options{Enter: topo.Host.Do, Logger: log})
-	if err != nil {
-		t.Fatalf("start daemon: %v", err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	r := &running{topo: topo, baseline: baseline, d: d, stop: stop, done: make(chan error, 1)}
-	go func() { r.done <- d.Run(runCtx) }()
-	t.Cleanup(func() { r.shutdown(t) })
-	return r
+	return startDaemonWith(t, cfg, (*testbed.Topology).AddMflowVeth)
 }
 
 // TestE2EVeth: a veth device instead of a TAP, both directions against the

@@ -174,34 +174,44 @@ func (d *Daemon) encapTo(enc *vxlan.Encoder, pkt []byte, vni uint32, vtep [4]byt
 	return true
 }
 
-// transmit puts out on the tx ring, retrying briefly while it is full.
+// transmit puts out on the uplink's tx ring, retrying briefly while it is
+// full; what does not fit is dropped (tx_ring_full).
 func (d *Daemon) transmit(s *xsk.Socket, out []xsk.Desc) {
-	deadline := time.Time{}
-	for len(out) > 0 {
-		n, err := s.Transmit(out)
-		var bytes uint64
-		for _, o := range out[:n] {
-			bytes += uint64(o.Len)
-		}
-		d.tx.frames.Add(uint64(n))
-		d.tx.bytes.Add(bytes)
-		out = out[n:]
-		if len(out) == 0 {
-			return
-		}
-		if err != nil || d.down.Load() {
-			break
+	n, _ := transmitRetry(s, out, d.down.Load)
+	var bytes uint64
+	for _, o := range out[:n] {
+		bytes += uint64(o.Len)
+	}
+	d.tx.frames.Add(uint64(n))
+	d.tx.bytes.Add(bytes)
+	if rest := out[n:]; len(rest) > 0 {
+		d.tx.drops[txRingFull].Add(uint64(len(rest)))
+		s.Free(rest)
+	}
+}
+
+// transmitRetry puts out on s's tx ring in order, retrying for up to 10 ms
+// while the ring is full (reaping completions in between), or until stop
+// (when not nil) says to give up. It returns how many descriptors the ring
+// took, which the caller no longer owns, and the error of a wakeup the
+// kernel refused (the device is gone or down).
+func transmitRetry(s *xsk.Socket, out []xsk.Desc, stop func() bool) (int, error) {
+	var deadline time.Time
+	sent := 0
+	for {
+		n, err := s.Transmit(out[sent:])
+		sent += n
+		if sent == len(out) || err != nil || (stop != nil && stop()) {
+			return sent, err
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(10 * time.Millisecond)
 		} else if time.Now().After(deadline) {
-			break
+			return sent, nil
 		}
 		s.Complete()
 		time.Sleep(20 * time.Microsecond)
 	}
-	d.tx.drops[txRingFull].Add(uint64(len(out)))
-	s.Free(out)
 }
 
 // txReasonName returns the metric label of a transmit drop reason.

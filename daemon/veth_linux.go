@@ -229,41 +229,25 @@ func (v *vethDevice) WriteCoalesced(frames [][]byte, off int) (int, error) {
 			s.Free(v.txd[n:k])
 		}
 		frames = frames[k:]
-		out := v.txd[:n]
-		var deadline time.Time
-		for len(out) > 0 {
-			m, err := s.Transmit(out)
-			if err != nil {
-				// The kernel refused the wakeup: the device is gone
-				// (unregistered) or down. The frames on the ring stay
-				// there until Close; count the whole chunk as lost.
-				v.gone.Store(true)
-				s.Free(out[m:])
-				v.writeErrors.Add(uint64(n + len(frames)))
-				return sent, nil
-			}
-			out = out[m:]
-			if len(out) == 0 {
-				break
-			}
-			if deadline.IsZero() {
-				deadline = time.Now().Add(10 * time.Millisecond)
-			} else if time.Now().After(deadline) {
-				break
-			}
-			s.Complete()
-			time.Sleep(20 * time.Microsecond)
+		m, err := transmitRetry(s, v.txd[:n], nil)
+		if err != nil {
+			// The kernel refused the wakeup: the device is gone
+			// (unregistered) or down. The frames on the ring stay
+			// there until Close; count the whole chunk as lost.
+			v.gone.Store(true)
+			s.Free(v.txd[m:n])
+			v.writeErrors.Add(uint64(n + len(frames)))
+			return sent, nil
 		}
-		if len(out) > 0 {
+		if out := v.txd[m:n]; len(out) > 0 {
 			for _, d := range out {
 				bytes -= uint64(d.Len)
 			}
 			v.writeErrors.Add(uint64(len(out)))
 			s.Free(out)
 		}
-		done := n - len(out)
-		sent += done
-		v.written.Add(uint64(done))
+		sent += m
+		v.written.Add(uint64(m))
 		v.writtenBytes.Add(bytes)
 	}
 	return sent, nil
