@@ -73,26 +73,16 @@ func instructions() asm.Instructions {
 		asm.LoadMem(asm.R5, asm.R7, 36, asm.Half),
 		asm.LoadMem(asm.R4, asm.R8, 0, asm.Half),
 		asm.JNE.Reg(asm.R5, asm.R4, lPass),
-		// IPv4 destination is one of our VTEPs.
-		asm.LoadMem(asm.R5, asm.R7, 30, asm.Word),
-		asm.StoreMem(asm.RFP, -8, asm.R5, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapVTEPs),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -8),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, lPass),
-		// Optional peer filter on the IPv4 source.
+	}
+	// IPv4 destination is one of our VTEPs.
+	insns = append(insns, addrInSet(30, mapVTEPs, lPass)...)
+	// Optional peer filter on the IPv4 source.
+	insns = append(insns,
 		asm.LoadMem(asm.R4, asm.R8, 2, asm.Half),
 		asm.And.Imm(asm.R4, flagFilter),
 		asm.JEq.Imm(asm.R4, 0, lRedirect),
-		asm.LoadMem(asm.R5, asm.R7, 26, asm.Word),
-		asm.StoreMem(asm.RFP, -8, asm.R5, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPeers),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -8),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, lDropPeer),
-	}
+	)
+	insns = append(insns, addrInSet(26, mapPeers, lDropPeer)...)
 	insns = append(insns, redirect(lRedirect)...)
 	insns = append(insns, count(VerdictNoSocket, "")...)
 	insns = append(insns, count(VerdictRedirect, lRedirOK)...)
@@ -108,6 +98,21 @@ func instructionsAll() asm.Instructions {
 	insns = append(insns, redirect("")...)
 	insns = append(insns, count(VerdictNoSocket, "")...)
 	return append(insns, count(VerdictRedirect, lRedirOK)...)
+}
+
+// addrInSet emits: look the IPv4 address at packet offset off (r7 is the
+// packet start) up in the hash map set, and jump to miss when it is not
+// there. It uses the stack slot -8 as the key.
+func addrInSet(off int16, set, miss string) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R5, asm.R7, off, asm.Word),
+		asm.StoreMem(asm.RFP, -8, asm.R5, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(set),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -8),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, miss),
+	}
 }
 
 // lRedirOK labels the counting of a successful redirect.

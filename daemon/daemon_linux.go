@@ -127,10 +127,6 @@ func reservedPolicy(p config.ReservedPolicy) vxlan.ReservedPolicy {
 	return vxlan.ReservedIgnore
 }
 
-// xdpPacketHeadroom is XDP_PACKET_HEADROOM: where the kernel puts a
-// received frame in its UMEM frame in copy mode.
-const xdpPacketHeadroom = 256
-
 // coarseClock returns Unix seconds, the FDB's clock.
 func coarseClock() int64 { return time.Now().Unix() }
 
@@ -198,10 +194,9 @@ func (d *Daemon) setup(o Options) error {
 			mtu = config.DefaultDeviceMTU
 		}
 		// An inner frame plus the outer headers must fit one UMEM frame
-		// behind the kernel's receive headroom (copy mode puts received
-		// frames XDP_PACKET_HEADROOM bytes in; the kernel drops longer
+		// behind the kernel's receive headroom (the kernel drops longer
 		// ones before mflow sees them).
-		if room := frameSize - xdpPacketHeadroom; mtu+vxlan.EthernetLen+vxlan.VLANTagLen+vxlan.Overhead > room {
+		if room := frameSize - xsk.RxHeadroom; mtu+vxlan.EthernetLen+vxlan.VLANTagLen+vxlan.Overhead > room {
 			return fmt.Errorf("%w: networks[%d].device.mtu %d: an encapsulated frame would not fit the %d bytes a %d-byte UMEM frame receives (at most %d)",
 				ErrConfig, i, mtu, room, frameSize, room-vxlan.EthernetLen-vxlan.VLANTagLen-vxlan.Overhead)
 		}

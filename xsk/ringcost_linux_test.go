@@ -36,7 +36,7 @@ func (k *fakeKernel) move(n uint32) {
 	for i := uint32(0); i < n; i++ {
 		// Aligned mode: the kernel ignores the offset within the frame
 		// of a fill address and returns data 256 bytes in.
-		k.rx[(rp+i)&rm] = Desc{Addr: k.fill[(fc+i)&fm]&^uint64(DefaultFrameSize-1) + 256, Len: 128}
+		k.rx[(rp+i)&rm] = Desc{Addr: k.fill[(fc+i)&fm]&^uint64(DefaultFrameSize-1) + RxHeadroom, Len: 128}
 	}
 	atomic.StoreUint32(k.fillCons, fc+n)
 	atomic.StoreUint32(k.rxProd, rp+n)

@@ -94,6 +94,12 @@ func (m BindMode) String() string {
 	return fmt.Sprintf("bindmode(%d)", uint8(m))
 }
 
+// RxHeadroom is XDP_PACKET_HEADROOM: in copy mode the kernel puts a
+// received frame this many bytes into its UMEM frame, so a frame receives
+// at most FrameSize - RxHeadroom bytes (longer ones are dropped by the
+// kernel and counted in Stats).
+const RxHeadroom = 256
+
 // Default option values.
 const (
 	DefaultNumFrames = 4096

@@ -1,0 +1,62 @@
+// Package ethtool runs the legacy one-value ethtool commands
+// (ETHTOOL_[GS]{TSO,GSO,GRO,TXCSUM}) through the SIOCETHTOOL ioctl, which
+// every kernel still maps onto the feature bits, without the string-set
+// dance of ETHTOOL_SFEATURES or the ethtool netlink family. The daemon
+// uses it on a veth peer, the testbed on its links. Linux only.
+package ethtool
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// value is struct ethtool_value from linux/ethtool.h.
+type value struct {
+	cmd  uint32
+	data uint32
+}
+
+// ifreqData is struct ifreq with the ifr_data member of the union.
+type ifreqData struct {
+	name [unix.IFNAMSIZ]byte
+	data unsafe.Pointer
+	_    [24 - unsafe.Sizeof(unsafe.Pointer(nil))]byte
+}
+
+// Do performs one legacy command cmd (unix.ETHTOOL_*) with data on link
+// name through socket fd (any AF_INET datagram socket of the link's
+// network namespace) and returns the value the kernel left in data.
+func Do(fd int, name string, cmd, data uint32) (uint32, error) {
+	if len(name) >= unix.IFNAMSIZ {
+		return 0, fmt.Errorf("ethtool %s: name too long", name)
+	}
+	v := &value{cmd: cmd, data: data}
+	var ifr ifreqData
+	copy(ifr.name[:], name)
+	ifr.data = unsafe.Pointer(v)
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
+	runtime.KeepAlive(v)
+	if errno != 0 {
+		return 0, errno
+	}
+	return v.data, nil
+}
+
+// Set performs the set command cmd with on as its value on link name, in
+// the calling thread's network namespace.
+func Set(name string, cmd uint32, on bool) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("ethtool %s: open ioctl socket: %w", name, err)
+	}
+	defer unix.Close(fd)
+	var d uint32
+	if on {
+		d = 1
+	}
+	_, err = Do(fd, name, cmd, d)
+	return err
+}
