@@ -37,8 +37,9 @@
 // unexpected errnos. Speed does not decide it: BenchmarkRingCost, which
 // plays the kernel's part in memory so that only the user-space ring code
 // is timed (receive a batch of 64, give it back to the fill ring), measures
-// about 5.3 ns per packet for both this code (with its ownership checks
-// and mutex) and asavie's Receive/Fill, and the end-to-end
+// 5–7 ns per packet for both this code (with its ownership checks and
+// mutex) and asavie's Receive/Fill on the 2-core VM (four runs each: 5.6–7.4
+// against 5.6–6.2 ns; the spread is the VM's), and the end-to-end
 // BenchmarkReceive and BenchmarkReceiveAsavie (live-frames generator,
 // 128-byte frames, veth copy mode) differ only by noise; asavie's ring code
 // is not 20% slower (DESIGN §3). asavie/xdp stays in go.mod for these
