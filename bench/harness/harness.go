@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -48,8 +49,27 @@ type Options struct {
 	Sizes []int `json:"sizes"`
 	// Flows are flow counts; the first is used in the size sweep.
 	Flows []int `json:"flows"`
+	// Dirs are the directions measured: DirDecap (peer → container) and
+	// DirEncap (container → peer); nil means both.
+	Dirs []string `json:"dirs"`
 	// TCPSizes are TCP write sizes; empty means no TCP steps.
 	TCPSizes []int `json:"tcp_sizes,omitempty"`
+	// TCPStreams are the numbers of parallel TCP streams of a TCP step
+	// (one step per value); empty means 1.
+	TCPStreams []int `json:"tcp_streams,omitempty"`
+	// TCPClients are the TCP clients, ClientBuiltin and/or ClientIperf3
+	// (one step per client; iperf3 must be on the PATH); empty means the
+	// built-in one.
+	TCPClients []string `json:"tcp_clients,omitempty"`
+	// RRSizes are the request (and response) sizes of the
+	// request/response steps, at idle; the first is also measured under
+	// load. Empty means no rr steps.
+	RRSizes []int `json:"rr_sizes,omitempty"`
+	// RRProtos are the rr protocols, "tcp" and/or "udp"; empty means both.
+	RRProtos []string `json:"rr_protos,omitempty"`
+	// RRLoads are the directions of the background TCP stream of the
+	// loaded rr steps (DirDecap, DirEncap); empty means no loaded steps.
+	RRLoads []string `json:"rr_loads,omitempty"`
 	// Rates are offered loads in packets per second for the latency
 	// steps; empty means none.
 	Rates []float64 `json:"rates,omitempty"`
@@ -90,15 +110,21 @@ func DefaultOptions() Options {
 		Modes:          []string{ModeNative, ModeKernel, ModeKernelRPS, "single", "flow", "pipeline", "microflow", ModeCeiling},
 		Workers:        []int{2},
 		Batch:          256,
-		Sizes:          []int{64, 16, 256, 1024, 1422},
-		Flows:          []int{1, 2, 5, 10, 20},
-		TCPSizes:       []int{16, 4096, 65536},
-		Rates:          []float64{50e3, 200e3, 500e3},
+		Dirs:           []string{DirDecap, DirEncap},
+		Sizes:          []int{64, 1422},
+		Flows:          []int{1, 4},
+		TCPSizes:       []int{128 << 10},
+		TCPStreams:     []int{1, 4},
+		TCPClients:     []string{ClientBuiltin},
+		RRSizes:        []int{1, 1024},
+		RRProtos:       []string{"tcp", "udp"},
+		RRLoads:        []string{DirDecap, DirEncap},
+		Rates:          []float64{200e3},
 		ReorderBatches: []int{1, 4, 16, 64, 256, 1024},
 		ReorderWorkers: 2,
 		ReorderPackets: 1 << 20,
 		ReorderWire:    true,
-		Duration:       2 * time.Second,
+		Duration:       time.Second,
 		Reps:           3,
 		GenCPUs:        []int{0},
 		GenBatch:       64,
@@ -107,19 +133,23 @@ func DefaultOptions() Options {
 	}
 }
 
-// QuickOptions is `mflow bench --quick`: one size, kernel vs. single vs.
-// microflow, short repetitions; well under a minute on two cores.
+// QuickOptions is `mflow bench --quick`: kernel vs. single vs. microflow,
+// both directions of one UDP size and one TCP stream, TCP_RR and UDP_RR at
+// idle and TCP_RR under load, short repetitions; under a minute on two
+// cores.
 func QuickOptions() Options {
 	o := DefaultOptions()
 	o.Modes = []string{ModeKernel, "single", "microflow"}
 	o.Sizes = []int{64}
 	o.Flows = []int{1}
-	o.TCPSizes = []int{65536}
+	o.TCPStreams = []int{1}
+	o.RRSizes = []int{1}
+	o.RRLoads = []string{DirDecap}
 	o.Rates = nil
 	o.ReorderBatches = []int{1, 256}
 	o.ReorderPackets = 1 << 16
 	o.ReorderWire = false
-	o.Duration = 700 * time.Millisecond
+	o.Duration = 500 * time.Millisecond
 	o.Reps = 3
 	return o
 }
@@ -224,29 +254,49 @@ func (o *Options) Expand() ([]Mode, error) {
 	return out, nil
 }
 
-// StepsFor returns the steps measured in mode m: the size sweep at the
-// first flow count, the flows sweep at the first size, the TCP sizes and
-// the latency rates (ceiling has only UDP steps: nothing reaches a
-// container there).
+// StepsFor returns the steps measured in mode m, per direction: the size
+// sweep at the first flow count, the flows sweep at the first size, the
+// TCP sizes × streams × clients; then the request/response steps and the
+// latency rates (ceiling has only UDP steps: nothing reaches a container
+// there).
 func (o *Options) StepsFor(m Mode) []Step {
 	if m.Batch != 0 {
-		return []Step{{Kind: KindWireReorder, Size: o.Sizes[0], Flows: 1, Batch: m.Batch, Workers: m.Workers}}
+		return []Step{{Kind: KindWireReorder, Dir: DirDecap, Size: o.Sizes[0], Flows: 1, Batch: m.Batch, Workers: m.Workers}}
 	}
 	var steps []Step
-	for _, s := range o.Sizes {
-		steps = append(steps, Step{Kind: KindUDP, Size: s, Flows: o.Flows[0]})
-	}
-	for _, f := range o.Flows[1:] {
-		steps = append(steps, Step{Kind: KindUDP, Size: o.Sizes[0], Flows: f})
+	for _, dir := range o.Dirs {
+		for _, s := range o.Sizes {
+			steps = append(steps, Step{Kind: KindUDP, Dir: dir, Size: s, Flows: o.Flows[0]})
+		}
+		for _, f := range o.Flows[1:] {
+			steps = append(steps, Step{Kind: KindUDP, Dir: dir, Size: o.Sizes[0], Flows: f})
+		}
 	}
 	if m.Kind == ModeCeiling {
 		return steps
 	}
-	for _, s := range o.TCPSizes {
-		steps = append(steps, Step{Kind: KindTCP, Size: s})
+	for _, dir := range o.Dirs {
+		for _, s := range o.TCPSizes {
+			for _, n := range o.TCPStreams {
+				for _, c := range o.TCPClients {
+					steps = append(steps, Step{Kind: KindTCP, Dir: dir, Size: s, Flows: n, Client: c})
+				}
+			}
+		}
+	}
+	for i, size := range o.RRSizes {
+		loads := []string{""}
+		if i == 0 {
+			loads = append(loads, o.RRLoads...)
+		}
+		for _, load := range loads {
+			for _, p := range o.RRProtos {
+				steps = append(steps, Step{Kind: KindRR, Proto: p, Size: size, Load: load})
+			}
+		}
 	}
 	for _, r := range o.Rates {
-		steps = append(steps, Step{Kind: KindLatency, Size: o.Sizes[0], Flows: 1, Rate: r})
+		steps = append(steps, Step{Kind: KindLatency, Dir: DirDecap, Size: o.Sizes[0], Flows: 1, Rate: r})
 	}
 	return steps
 }
@@ -274,6 +324,54 @@ func (o *Options) fill() error {
 	}
 	if len(o.Flows) == 0 {
 		o.Flows = []int{1}
+	}
+	if o.Dirs == nil {
+		o.Dirs = d.Dirs
+	}
+	for _, dir := range o.Dirs {
+		if dir != DirDecap && dir != DirEncap {
+			return fmt.Errorf("checking options: unknown direction %q (want %s, %s)", dir, DirDecap, DirEncap)
+		}
+	}
+	if len(o.TCPStreams) == 0 {
+		o.TCPStreams = []int{1}
+	}
+	for _, n := range o.TCPStreams {
+		if n < 1 || n > 64 {
+			return fmt.Errorf("checking options: %d TCP streams outside [1, 64]", n)
+		}
+	}
+	if len(o.TCPClients) == 0 {
+		o.TCPClients = []string{ClientBuiltin}
+	}
+	for _, c := range o.TCPClients {
+		switch c {
+		case ClientBuiltin:
+		case ClientIperf3:
+			if _, err := exec.LookPath("iperf3"); err != nil && len(o.TCPSizes) > 0 {
+				return fmt.Errorf("checking options: TCP client iperf3: %w (install iperf3, e.g. apt-get install iperf3)", err)
+			}
+		default:
+			return fmt.Errorf("checking options: unknown TCP client %q (want %s, %s)", c, ClientBuiltin, ClientIperf3)
+		}
+	}
+	if len(o.RRProtos) == 0 {
+		o.RRProtos = d.RRProtos
+	}
+	for _, p := range o.RRProtos {
+		if p != "tcp" && p != "udp" {
+			return fmt.Errorf("checking options: unknown request/response protocol %q (want tcp, udp)", p)
+		}
+	}
+	for _, s := range o.RRSizes {
+		if s < 1 || s > MaxPayload {
+			return fmt.Errorf("checking options: request/response size %d outside [1, %d]", s, MaxPayload)
+		}
+	}
+	for _, l := range o.RRLoads {
+		if l != DirDecap && l != DirEncap {
+			return fmt.Errorf("checking options: unknown background stream direction %q (want %s, %s)", l, DirDecap, DirEncap)
+		}
 	}
 	if o.Duration <= 0 {
 		o.Duration = d.Duration
@@ -347,7 +445,7 @@ func (o Options) Estimate() time.Duration {
 	var d time.Duration
 	for _, m := range modes {
 		d += 1500 * time.Millisecond // testbed and mode setup
-		d += time.Duration(len(o.StepsFor(m))*o.Reps) * (o.Duration + 400*time.Millisecond)
+		d += time.Duration(len(o.StepsFor(m))*o.Reps) * (o.Duration + 150*time.Millisecond)
 	}
 	if len(o.ReorderBatches) > 0 {
 		d += time.Duration(len(o.ReorderBatches)*2*o.Reps) * 150 * time.Millisecond
@@ -393,7 +491,7 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 		return nil, err
 	}
 	modes, _ := o.Expand()
-	rep := &Report{Started: time.Now(), Options: o, Machine: machine(o.GenCPUs)}
+	rep := &Report{Started: time.Now(), Options: o, Machine: machine(o.GenCPUs), Build: readBuild()}
 	p := &progress{w: progressW, start: rep.Started, estimate: o.Estimate()}
 	for _, m := range modes {
 		rep.Modes = append(rep.Modes, m.Name)

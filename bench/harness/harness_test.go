@@ -123,7 +123,7 @@ func TestCPUUsage(t *testing.T) {
 func testReport() *Report {
 	o := DefaultOptions()
 	o.Sizes, o.Flows, o.Reps = []int{64, 256}, []int{1}, 3
-	r := &Report{Options: o, Machine: Machine{CPUs: 2, GenCPUs: []int{0}}}
+	r := &Report{Options: o, Machine: Machine{CPUs: 2, GenCPUs: []int{0}}, Modes: []string{"kernel", "microflow"}}
 	for _, mode := range []string{"kernel", "microflow"} {
 		for _, size := range []int{64, 256} {
 			res := Result{Mode: mode, Step: Step{Kind: KindUDP, Size: size, Flows: 1}}
@@ -215,9 +215,12 @@ func TestMarkdown(t *testing.T) {
 	}
 	md := buf.String()
 	for _, want := range []string{
-		"| kernel | udp size=64 flows=1 | 10.000 | 2.000 [1.000–3.000] | 1.00 |",
-		"| microflow | udp size=256 flows=1 | 10.000 | 16.000 [8.000–24.000] | 2.00 |",
+		"| kernel | udp decap size=64 flows=1 | 10.000 | 2.000 [1.000–3.000] | 1.00 |",
+		"| microflow | udp decap size=256 flows=1 | 10.000 | 16.000 [8.000–24.000] | 2.00 |",
 		"single (error: connecting: refused)",
+		// The summary: microflow ÷ kernel per workload.
+		"| udp decap size=256 flows=1, peer → container: delivered | 2.00 |",
+		"Commit unknown.",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
@@ -231,7 +234,7 @@ func TestWriteFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"report.json", "results.csv", "report.md", "fig8a_udp_size.png"}
+	want := []string{"report.json", "results.csv", "report.md", "fig8a_udp_size.png", "ratio_decap.png"}
 	for _, w := range want {
 		p := filepath.Join(dir, w)
 		b, err := os.ReadFile(p)
@@ -282,23 +285,41 @@ func TestExpandAndSteps(t *testing.T) {
 	if _, err := dev.Expand(); err == nil {
 		t.Error("unknown device type accepted")
 	}
-	// ceiling has only UDP steps; others have all kinds.
+	// ceiling has only UDP steps; others have all kinds. UDP and TCP
+	// steps come in both directions.
+	o.TCPClients = []string{ClientBuiltin, ClientIperf3}
 	for _, m := range modes {
 		kinds := map[string]int{}
+		dirs := map[string]int{}
+		loaded := 0
 		for _, s := range o.StepsFor(m) {
 			kinds[s.Kind]++
+			dirs[s.Kind+"/"+s.Dir]++
+			if s.Load != "" {
+				loaded++
+			}
 		}
 		wantUDP := len(o.Sizes) + len(o.Flows) - 1
-		if kinds[KindUDP] != wantUDP {
-			t.Errorf("%s: %d UDP steps, want %d", m.Name, kinds[KindUDP], wantUDP)
+		if dirs[KindUDP+"/"+DirDecap] != wantUDP || dirs[KindUDP+"/"+DirEncap] != wantUDP {
+			t.Errorf("%s: UDP steps by direction %v, want %d each", m.Name, dirs, wantUDP)
 		}
-		if m.Kind == ModeCeiling && (kinds[KindTCP] != 0 || kinds[KindLatency] != 0) {
+		if m.Kind == ModeCeiling && (kinds[KindTCP] != 0 || kinds[KindLatency] != 0 || kinds[KindRR] != 0) {
 			t.Errorf("ceiling has steps %v", kinds)
 		}
-		if m.Kind != ModeCeiling && (kinds[KindTCP] != len(o.TCPSizes) || kinds[KindLatency] != len(o.Rates)) {
-			t.Errorf("%s has steps %v", m.Name, kinds)
+		if m.Kind == ModeCeiling {
+			continue
+		}
+		wantTCP := len(o.TCPSizes) * len(o.TCPStreams) * len(o.TCPClients)
+		if dirs[KindTCP+"/"+DirDecap] != wantTCP || dirs[KindTCP+"/"+DirEncap] != wantTCP || kinds[KindLatency] != len(o.Rates) {
+			t.Errorf("%s has steps %v", m.Name, dirs)
+		}
+		// rr: every size and protocol at idle, the first size under each load.
+		wantRR := len(o.RRProtos) * (len(o.RRSizes) + len(o.RRLoads))
+		if kinds[KindRR] != wantRR || loaded != len(o.RRProtos)*len(o.RRLoads) {
+			t.Errorf("%s: %d rr steps (%d loaded), want %d (%d)", m.Name, kinds[KindRR], loaded, wantRR, len(o.RRProtos)*len(o.RRLoads))
 		}
 	}
+	o.TCPClients = nil
 	// The wire Fig. 7 sweep: merger off then on, one mode per batch size,
 	// each with its one step.
 	o.ReorderBatches, o.ReorderWorkers, o.ReorderWire = []int{1, 256}, 3, true
@@ -351,7 +372,21 @@ func TestExpandAndSteps(t *testing.T) {
 	if err := bad.fill(); err == nil {
 		t.Error("payload above the overlay MTU accepted")
 	}
-	if QuickOptions().Estimate() > 45*time.Second {
+	for _, bad := range []func(o *Options){
+		func(o *Options) { o.Dirs = []string{"up"} },
+		func(o *Options) { o.TCPClients = []string{"netcat"} },
+		func(o *Options) { o.RRProtos = []string{"sctp"} },
+		func(o *Options) { o.RRLoads = []string{"sideways"} },
+		func(o *Options) { o.RRSizes = []int{0} },
+		func(o *Options) { o.TCPStreams = []int{0} },
+	} {
+		b := DefaultOptions()
+		bad(&b)
+		if err := b.fill(); err == nil {
+			t.Errorf("bad option accepted: %+v", b)
+		}
+	}
+	if QuickOptions().Estimate() > 60*time.Second {
 		t.Errorf("quick run estimated at %v", QuickOptions().Estimate())
 	}
 }

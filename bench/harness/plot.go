@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -43,15 +44,17 @@ func (r *Report) figures() []figure {
 		return xs[0]
 	}
 	return []figure{
-		{file: "fig8a_udp_size.png", title: "UDP: delivered rate vs. payload size (Fig. 8a)", xlabel: "UDP payload (bytes)", ylabel: "delivered Mpps", logX: true,
+		{file: "fig8a_udp_size.png", title: "UDP peer → container: delivered rate vs. payload size (Fig. 8a)", xlabel: "UDP payload (bytes)", ylabel: "delivered Mpps", logX: true,
 			metric: MDeliveredMpps, pick: func(res Result) (float64, bool) {
-				return float64(res.Step.Size), res.Step.Kind == KindUDP && res.Step.Flows == first(o.Flows)
+				return float64(res.Step.Size), res.Step.Kind == KindUDP && res.Step.dir() == DirDecap && res.Step.Flows == first(o.Flows)
 			}},
-		{file: "fig8a_tcp_size.png", title: "TCP: goodput vs. message size (Fig. 8a)", xlabel: "write size (bytes)", ylabel: "Gbit/s", logX: true,
-			metric: MDeliveredGbps, pick: func(res Result) (float64, bool) { return float64(res.Step.Size), res.Step.Kind == KindTCP }},
-		{file: "fig10_flows.png", title: "UDP: delivered rate vs. number of flows (Fig. 10)", xlabel: "flows", ylabel: "delivered Mpps",
+		{file: "fig8a_tcp_size.png", title: "TCP peer → container: goodput vs. message size (Fig. 8a)", xlabel: "write size (bytes)", ylabel: "Gbit/s", logX: true,
+			metric: MDeliveredGbps, pick: func(res Result) (float64, bool) {
+				return float64(res.Step.Size), res.Step.Kind == KindTCP && res.Step.dir() == DirDecap && res.Step.Flows <= 1 && res.Step.Client != ClientIperf3
+			}},
+		{file: "fig10_flows.png", title: "UDP peer → container: delivered rate vs. number of flows (Fig. 10)", xlabel: "flows", ylabel: "delivered Mpps",
 			metric: MDeliveredMpps, pick: func(res Result) (float64, bool) {
-				return float64(res.Step.Flows), res.Step.Kind == KindUDP && res.Step.Size == first(o.Sizes)
+				return float64(res.Step.Flows), res.Step.Kind == KindUDP && res.Step.dir() == DirDecap && res.Step.Size == first(o.Sizes)
 			}},
 		{file: "fig9_latency.png", title: "One-way delay p99 under load (Fig. 9)", xlabel: "offered load (kpps)", ylabel: "p99 one-way delay (µs)",
 			metric: MOWDP99, pick: func(res Result) (float64, bool) { return res.Step.Rate / 1e3, res.Step.Kind == KindLatency }},
@@ -94,6 +97,15 @@ func (r *Report) WritePlots(dir string) ([]string, error) {
 			return files, err
 		}
 		files = append(files, path)
+	}
+	for _, f := range r.ratioFigures() {
+		path, err := r.writeRatioPlot(dir, f)
+		if err != nil {
+			return files, err
+		}
+		if path != "" {
+			files = append(files, path)
+		}
 	}
 	if path, err := r.plotWorkers(dir); err != nil {
 		return files, err
@@ -238,4 +250,149 @@ func (r *Report) WriteFiles(dir string) ([]string, error) {
 	}
 	plots, err := r.WritePlots(dir)
 	return append(files, plots...), err
+}
+
+// ratioFigure is a grouped bar chart of every mode ÷ kernel per workload.
+type ratioFigure struct {
+	file, title string
+	pick        func(res Result) (label, metric string, ok bool)
+	logY        bool
+}
+
+// ratioFigures are the operator's plots: mflow ÷ kernel per direction and
+// workload (delivered rate, goodput, transactions/s, RTT p99).
+func (r *Report) ratioFigures() []ratioFigure {
+	dirFig := func(dir string) ratioFigure {
+		return ratioFigure{file: "ratio_" + dir + ".png", title: dirArrow(dir) + ": delivered ÷ kernel (above 1: faster)",
+			pick: func(res Result) (string, string, bool) {
+				switch {
+				case res.Step.Kind == KindUDP && res.Step.dir() == dir:
+					return fmt.Sprintf("UDP %dB x%d", res.Step.Size, res.Step.Flows), MDeliveredMpps, true
+				case res.Step.Kind == KindTCP && res.Step.dir() == dir:
+					l := fmt.Sprintf("TCP x%d", max(res.Step.Flows, 1))
+					if res.Step.Client == ClientIperf3 {
+						l += " iperf3"
+					}
+					return l, MDeliveredGbps, true
+				}
+				return "", "", false
+			}}
+	}
+	rrLabel := func(s Step) string {
+		l := fmt.Sprintf("%s %dB", strings.ToUpper(s.Proto), s.Size)
+		if s.Load != "" {
+			l += " +" + s.Load
+		}
+		return l
+	}
+	return []ratioFigure{
+		dirFig(DirDecap), dirFig(DirEncap),
+		{file: "ratio_rr_tps.png", title: "request/response: transactions/s ÷ kernel (above 1: faster)",
+			pick: func(res Result) (string, string, bool) { return rrLabel(res.Step), MTPS, res.Step.Kind == KindRR }},
+		{file: "ratio_rr_p99.png", title: "request/response: RTT p99 ÷ kernel (log; above 1: slower)", logY: true,
+			pick: func(res Result) (string, string, bool) { return rrLabel(res.Step), MRTTP99, res.Step.Kind == KindRR }},
+	}
+}
+
+// subtitle names the machine and the commit of a report's plots.
+func (r *Report) subtitle() string {
+	m := r.Machine
+	return fmt.Sprintf("%d CPUs, kernel %s, commit %s", m.CPUs, m.Kernel, r.Build.describe())
+}
+
+// writeRatioPlot draws one ratioFigure; "" when the report has nothing
+// for it.
+func (r *Report) writeRatioPlot(dir string, f ratioFigure) (string, error) {
+	var labels []string
+	var steps []Step
+	var metricOf []string
+	for _, res := range r.Results {
+		if res.Mode != ModeKernel || res.Error != "" {
+			continue
+		}
+		if l, metric, ok := f.pick(res); ok {
+			labels, steps, metricOf = append(labels, l), append(steps, res.Step), append(metricOf, metric)
+		}
+	}
+	var modes []string
+	for _, m := range r.Modes {
+		if m != ModeKernel && m != ModeCeiling {
+			modes = append(modes, m)
+		}
+	}
+	if len(labels) == 0 || len(modes) == 0 {
+		return "", nil
+	}
+	p := plot.New()
+	p.Title.Text = f.title + "\n" + r.subtitle()
+	p.Y.Label.Text = "÷ kernel, same run"
+	p.NominalX(labels...)
+	if f.logY {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: 2}
+	}
+	w := vg.Points(float64(min(14, 60/len(modes))))
+	hi := 1.0
+	lo := 1.0
+	for i, mode := range modes {
+		vals := make(plotter.Values, len(steps))
+		for j, s := range steps {
+			k, _ := r.ref(ModeKernel, Result{Step: s})
+			res, ok := r.ref(mode, Result{Step: s})
+			kv, mv := k.Metrics[metricOf[j]], res.Metrics[metricOf[j]]
+			if ok && kv.N > 0 && mv.N > 0 && kv.Median > 0 && mv.Median > 0 {
+				vals[j] = mv.Median / kv.Median
+			} else if f.logY {
+				vals[j] = 1 // no bar on a log axis: drawn at the reference
+			}
+			hi, lo = math.Max(hi, vals[j]), math.Min(lo, math.Max(vals[j], 1e-3))
+		}
+		if f.logY {
+			// Bars start at zero, which a log axis has not: points,
+			// shifted per mode like the bars would be.
+			var pts plotter.XYs
+			for j, v := range vals {
+				pts = append(pts, plotter.XY{X: float64(j) + 0.12*(float64(i)-float64(len(modes)-1)/2), Y: v})
+			}
+			sc, err := plotter.NewScatter(pts)
+			if err != nil {
+				return "", fmt.Errorf("plotting %s: %w", f.file, err)
+			}
+			sc.GlyphStyle.Color = plotutil.Color(i)
+			sc.GlyphStyle.Shape = plotutil.Shape(i)
+			sc.GlyphStyle.Radius = vg.Points(4)
+			p.Add(sc)
+			p.Legend.Add(mode, sc)
+			continue
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return "", fmt.Errorf("plotting %s: %w", f.file, err)
+		}
+		bars.Color = plotutil.Color(i)
+		bars.LineStyle.Width = 0
+		bars.Offset = w * vg.Length(float64(i)-float64(len(modes)-1)/2)
+		p.Add(bars)
+		p.Legend.Add(mode, bars)
+	}
+	ref := plotter.NewFunction(func(float64) float64 { return 1 })
+	ref.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(ref)
+	p.Legend.Add("kernel = 1", ref)
+	// Room above the bars for the legend, so that it covers no data.
+	if f.logY {
+		p.Y.Min, p.Y.Max = math.Min(lo/1.5, 0.5), hi*6
+	} else {
+		p.Y.Min, p.Y.Max = 0, hi*1.45
+	}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.X.Tick.Label.Rotation = 0.5
+	p.X.Tick.Label.XAlign = -1
+	path := filepath.Join(dir, f.file)
+	width := vg.Length(math.Max(16, 2.2*float64(len(labels))+6)) * vg.Centimeter
+	if err := p.Save(width, 12*vg.Centimeter, path); err != nil {
+		return "", fmt.Errorf("saving %s: %w", path, err)
+	}
+	return path, nil
 }

@@ -13,24 +13,64 @@ import (
 
 // Step kinds.
 const (
-	KindUDP     = "udp"     // XDP live-frames UDP stress, peer → container
-	KindTCP     = "tcp"     // Go TCP stream, peer → container
-	KindLatency = "latency" // paced UDP stress plus request/response probes
+	KindUDP     = "udp"     // XDP live-frames UDP stress, in the step's direction
+	KindTCP     = "tcp"     // TCP bulk stream(s), in the step's direction
+	KindLatency = "latency" // paced UDP stress peer → container plus request/response probes
+	// KindRR is request/response like netperf's TCP_RR and UDP_RR: one
+	// connection, a request of Size bytes from the peer, a response of
+	// Size bytes from the container, one transaction at a time; at idle
+	// or under a background TCP stream in direction Load.
+	KindRR      = "rr"
 	KindReorder = "reorder" // in-memory engine, merger on or off (Fig. 7)
 	// KindWireReorder is Fig. 7 on the testbed: UDP stress through the
 	// daemon with a given batch size, merger on or off.
 	KindWireReorder = "wire-reorder"
 )
 
+// Directions of traffic through the host's VTEP.
+const (
+	DirDecap = "decap" // peer → container: the host decapsulates
+	DirEncap = "encap" // container → peer: the host encapsulates
+)
+
+// dirArrow names a direction in tables.
+func dirArrow(d string) string {
+	switch d {
+	case DirEncap:
+		return "container → peer"
+	case DirDecap:
+		return "peer → container"
+	}
+	return d
+}
+
+// TCP clients of the TCP steps.
+const (
+	ClientBuiltin = "builtin" // the harness's own sender and receiver (bulk_linux.go)
+	ClientIperf3  = "iperf3"  // iperf3 from the PATH, as a user would run it
+)
+
 // Step is one measured configuration of traffic. The zero value is not a
 // valid step.
 type Step struct {
 	Kind string `json:"kind"`
+	// Dir is the direction of the traffic (udp, tcp): DirDecap or
+	// DirEncap; "" in results written before both were measured means
+	// DirDecap.
+	Dir string `json:"dir,omitempty"`
 	// Size is the UDP payload in bytes (udp, latency) or the TCP write
 	// size (tcp).
 	Size int `json:"size"`
-	// Flows is the number of distinct flows (UDP source ports).
+	// Flows is the number of distinct flows (UDP source ports; TCP:
+	// parallel streams).
 	Flows int `json:"flows,omitempty"`
+	// Client is the TCP client (tcp): ClientBuiltin or ClientIperf3.
+	Client string `json:"client,omitempty"`
+	// Proto is "tcp" or "udp" (rr).
+	Proto string `json:"proto,omitempty"`
+	// Load is the direction of the background TCP stream of a loaded rr
+	// step, "" at idle.
+	Load string `json:"load,omitempty"`
 	// Rate is the offered load in packets per second (latency; 0 is as
 	// fast as possible).
 	Rate float64 `json:"rate,omitempty"`
@@ -43,7 +83,20 @@ type Step struct {
 func (s Step) String() string {
 	switch s.Kind {
 	case KindTCP:
-		return fmt.Sprintf("tcp msg=%d", s.Size)
+		str := fmt.Sprintf("tcp %s msg=%d", s.dir(), s.Size)
+		if s.Flows > 1 {
+			str += fmt.Sprintf(" streams=%d", s.Flows)
+		}
+		if s.Client != "" && s.Client != ClientBuiltin {
+			str += " client=" + s.Client
+		}
+		return str
+	case KindRR:
+		load := "idle"
+		if s.Load != "" {
+			load = "under " + s.Load + " stream"
+		}
+		return fmt.Sprintf("%s_rr size=%d %s", s.Proto, s.Size, load)
 	case KindLatency:
 		return fmt.Sprintf("latency size=%d rate=%.0fkpps", s.Size, s.Rate/1e3)
 	case KindReorder:
@@ -51,7 +104,15 @@ func (s Step) String() string {
 	case KindWireReorder:
 		return fmt.Sprintf("udp size=%d batch=%d workers=%d", s.Size, s.Batch, s.Workers)
 	}
-	return fmt.Sprintf("udp size=%d flows=%d", s.Size, s.Flows)
+	return fmt.Sprintf("udp %s size=%d flows=%d", s.dir(), s.Size, s.Flows)
+}
+
+// dir is Dir with the default of results that predate it.
+func (s Step) dir() string {
+	if s.Dir == "" {
+		return DirDecap
+	}
+	return s.Dir
 }
 
 // Metric names of Result.Metrics and Sample.Metrics.
@@ -68,9 +129,12 @@ const (
 	MOWDP50        = "owd_p50_us"     // one-way delay generator → container socket
 	MOWDP99        = "owd_p99_us"
 	MOWDP999       = "owd_p999_us"
-	MRTTP50        = "rtt_p50_us" // UDP request/response round trip
+	MRTTP50        = "rtt_p50_us" // request/response round trip (latency, rr)
 	MRTTP99        = "rtt_p99_us"
 	MRTTP999       = "rtt_p999_us"
+	MTPS           = "rr_tps"         // request/response transactions per second
+	MRRLost        = "rr_lost"        // UDP_RR requests or responses lost (timed out)
+	MLoadGbps      = "load_gbps"      // goodput of the background stream of a loaded rr step
 	MCPUBusy       = "cpu_busy_cores" // sum over cores of busy%, in cores
 	MMergerWaits   = "merger_waits"
 	MMflowDropped  = "mflow_dropped" // mflow's own decap drops (with a reason)
@@ -82,7 +146,7 @@ const (
 // metricOrder is the column order of CSV and JSON.
 var metricOrder = []string{
 	MOfferedMpps, MDeliveredMpps, MDeliveredGbps, MLinkRxMpps, MLossPct, MOutOfOrder, MOutOfOrderPct, MDuplicates, MReorderEvents,
-	MOWDP50, MOWDP99, MOWDP999, MRTTP50, MRTTP99, MRTTP999, MCPUBusy, MMergerWaits, MMflowDropped, MMflowRxMpps, MXSKDrops, MWireDropPct,
+	MOWDP50, MOWDP99, MOWDP999, MRTTP50, MRTTP99, MRTTP999, MTPS, MRRLost, MLoadGbps, MCPUBusy, MMergerWaits, MMflowDropped, MMflowRxMpps, MXSKDrops, MWireDropPct,
 }
 
 // Sample is one repetition of a step in a mode.
@@ -151,6 +215,7 @@ type Report struct {
 	Started  time.Time `json:"started"`
 	Seconds  float64   `json:"seconds"`
 	Machine  Machine   `json:"machine"`
+	Build    Build     `json:"build"`
 	Command  string    `json:"command"`
 	Options  Options   `json:"options"`
 	Modes    []string  `json:"modes"`
@@ -170,7 +235,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 
 // CSVHeader is the header row of WriteCSV.
 func CSVHeader() []string {
-	h := []string{"mode", "kind", "size", "flows", "rate_pps", "batch", "workers", "reps"}
+	h := []string{"mode", "kind", "dir", "client", "proto", "load", "size", "flows", "rate_pps", "batch", "workers", "reps"}
 	for _, m := range metricOrder {
 		h = append(h, m, m+"_min", m+"_max")
 	}
@@ -186,7 +251,7 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	f := func(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
 	for _, res := range r.Results {
 		s := res.Step
-		row := []string{res.Mode, s.Kind, strconv.Itoa(s.Size), strconv.Itoa(s.Flows), f(s.Rate),
+		row := []string{res.Mode, s.Kind, s.Dir, s.Client, s.Proto, s.Load, strconv.Itoa(s.Size), strconv.Itoa(s.Flows), f(s.Rate),
 			strconv.Itoa(s.Batch), strconv.Itoa(s.Workers), strconv.Itoa(len(res.Samples))}
 		for _, m := range metricOrder {
 			sum, ok := res.Metrics[m]
@@ -214,99 +279,253 @@ func cpuString(cs []CoreUsage) string {
 	return strings.Join(parts, " ")
 }
 
-// WriteMarkdown writes the results as markdown tables, one per step kind,
-// with the median and the spread [min–max] of the main figures and, for
-// every mode, the ratio of its delivered rate to the kernel's in the same
-// step.
+// WriteMarkdown writes the results as markdown: a summary of every mode
+// against the kernel, then one table per step kind and direction with the
+// median and the spread [min–max] of the main figures and, for every mode,
+// ratios to the kernel's figures in the same step of the same run. What the
+// columns mean is written under each table.
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	m := r.Machine
-	fmt.Fprintf(w, "Machine: %d CPUs (%s), kernel %s, %s; generator pinned to CPU %v. Medians of %d repetitions, [min–max].\n\n",
-		m.CPUs, m.Model, m.Kernel, m.Go, m.GenCPUs, r.Options.Reps)
+	fmt.Fprintf(w, "Machine: %d CPUs (%s), kernel %s, %s; generator pinned to CPU %v. Commit %s. Medians of %d repetitions, [min–max].\n\n",
+		m.CPUs, m.Model, m.Kernel, m.Go, m.GenCPUs, r.Build.describe(), r.Options.Reps)
 	if r.Command != "" {
 		fmt.Fprintf(w, "Command: `%s`\n\n", r.Command)
 	}
-	kinds := []string{KindUDP, KindTCP, KindLatency, KindWireReorder, KindReorder}
-	for _, kind := range kinds {
+	r.writeSummary(w)
+	type table struct {
+		kind, dir string
+	}
+	tables := []table{
+		{KindUDP, DirDecap}, {KindUDP, DirEncap}, {KindTCP, DirDecap}, {KindTCP, DirEncap},
+		{KindRR, ""}, {KindLatency, ""}, {KindWireReorder, ""}, {KindReorder, ""},
+	}
+	for _, t := range tables {
 		var rows []Result
 		for _, res := range r.Results {
-			if res.Step.Kind == kind {
+			if res.Step.Kind == t.kind && (t.dir == "" || res.Step.dir() == t.dir) {
 				rows = append(rows, res)
 			}
 		}
 		if len(rows) == 0 {
 			continue
 		}
-		ref := func(res Result) (Summary, bool) {
-			for _, o := range r.Results {
-				if o.Mode == "kernel" && o.Step == res.Step {
-					return o.Metrics[primaryMetric(kind)], true
-				}
-			}
-			return Summary{}, false
-		}
-		switch kind {
-		case KindUDP:
-			fmt.Fprintln(w, "### UDP stress (XDP live frames, peer → container)")
-			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| mode | step | offered Mpps | delivered Mpps | × kernel | Gbit/s | link rx Mpps | loss % | out of order | one-way p50/p99/p99.9 µs | CPU busy % per core |")
-			fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
-		case KindTCP:
-			fmt.Fprintln(w, "### TCP stream (Go, peer → container)")
-			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| mode | step | Gbit/s | × kernel | CPU busy % per core |")
-			fmt.Fprintln(w, "|---|---|---|---|---|")
-		case KindLatency:
-			fmt.Fprintln(w, "### Latency under load (paced UDP stress + request/response)")
-			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| mode | step | delivered Mpps | loss % | one-way p50/p99/p99.9 µs | RTT p50/p99/p99.9 µs | CPU busy % per core |")
-			fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
-		case KindWireReorder:
-			fmt.Fprintln(w, "### Out-of-order deliveries vs. batch size (UDP through mflow on the testbed, Fig. 7)")
-			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| mode | step | delivered Mpps | loss % | out-of-order packets | % of received | backward jumps | merger waits |")
-			fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
-		case KindReorder:
-			fmt.Fprintln(w, "### Out-of-order deliveries vs. batch size (in-memory engine, Fig. 7)")
-			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| mode | step | out-of-order packets | % of received | backward jumps | merger waits | Mpps |")
-			fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
-		}
-		for _, res := range rows {
-			g := func(name string, prec int) string { return fmtSummary(res.Metrics[name], prec) }
-			lat := func(a, b, c string) string {
-				return fmt.Sprintf("%s / %s / %s", g(a, 0), g(b, 0), g(c, 0))
-			}
-			ratio := "–"
-			if k, ok := ref(res); ok && k.Median > 0 {
-				ratio = fmt.Sprintf("%.2f", res.Metrics[primaryMetric(kind)].Median/k.Median)
-			}
-			name := res.Mode
-			if res.Error != "" {
-				name += " (error: " + oneLine(res.Error) + ")"
-			}
-			switch kind {
-			case KindUDP:
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step,
-					g(MOfferedMpps, 3), g(MDeliveredMpps, 3), ratio, g(MDeliveredGbps, 2), g(MLinkRxMpps, 3),
-					g(MLossPct, 1), g(MOutOfOrder, 0), lat(MOWDP50, MOWDP99, MOWDP999), cpuString(res.CPU))
-			case KindTCP:
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", name, res.Step, g(MDeliveredGbps, 2), ratio, cpuString(res.CPU))
-			case KindLatency:
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MDeliveredMpps, 3), g(MLossPct, 1),
-					lat(MOWDP50, MOWDP99, MOWDP999), lat(MRTTP50, MRTTP99, MRTTP999), cpuString(res.CPU))
-			case KindWireReorder:
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MDeliveredMpps, 3), g(MLossPct, 1),
-					g(MOutOfOrder, 0), g(MOutOfOrderPct, 1), g(MReorderEvents, 0), g(MMergerWaits, 0))
-			case KindReorder:
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MOutOfOrder, 0), g(MOutOfOrderPct, 1), g(MReorderEvents, 0), g(MMergerWaits, 0), g(MDeliveredMpps, 2))
-			}
-		}
-		fmt.Fprintln(w)
+		r.writeTable(w, t.kind, t.dir, rows)
 	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "- warning: %s\n", warn)
 	}
 	return nil
+}
+
+// ref returns the result of mode in the same step as res, if any.
+func (r *Report) ref(mode string, res Result) (Result, bool) {
+	for _, o := range r.Results {
+		if o.Mode == mode && o.Step == res.Step && o.Error == "" {
+			return o, true
+		}
+	}
+	return Result{}, false
+}
+
+// ratio formats a ÷ b of metric name between two results, or "–".
+func ratio(a, b Result, name string) string {
+	x, okx := a.Metrics[name]
+	y, oky := b.Metrics[name]
+	if !okx || !oky || x.N == 0 || y.N == 0 || y.Median <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", x.Median/y.Median)
+}
+
+// lossFloor is the smallest loss percentage a loss ratio uses: below it a
+// loss counts as lossFloor, so that two nearly lossless modes compare as
+// about 1 and not as a ratio of noise.
+const lossFloor = 0.1
+
+func lossRatio(a, b Result) string {
+	x, okx := a.Metrics[MLossPct]
+	y, oky := b.Metrics[MLossPct]
+	if !okx || !oky || x.N == 0 || y.N == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", max(x.Median, lossFloor)/max(y.Median, lossFloor))
+}
+
+func (r *Report) writeTable(w io.Writer, kind, dir string, rows []Result) {
+	switch kind {
+	case KindUDP:
+		fmt.Fprintf(w, "### UDP stress, %s (XDP live frames)\n\n", dirArrow(dir))
+		fmt.Fprintln(w, "| mode | step | offered Mpps | delivered Mpps | × kernel | of ceiling | loss % | loss × kernel | one-way p50/p99/p99.9 µs | p99 × kernel | out of order | Gbit/s | CPU busy % per core |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	case KindTCP:
+		fmt.Fprintf(w, "### TCP stream, %s\n\n", dirArrow(dir))
+		fmt.Fprintln(w, "| mode | step | Gbit/s | × kernel | builtin ÷ iperf3 | CPU busy % per core |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	case KindRR:
+		fmt.Fprintln(w, "### Request/response (TCP_RR, UDP_RR; requests peer → container)")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| mode | step | transactions/s | × kernel | RTT p50/p99/p99.9 µs | p50 × kernel | p99 × kernel | lost | background Gbit/s | CPU busy % per core |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	case KindLatency:
+		fmt.Fprintln(w, "### Latency under load (paced UDP stress peer → container + UDP request/response)")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| mode | step | delivered Mpps | loss % | one-way p50/p99/p99.9 µs | RTT p50/p99/p99.9 µs | RTT p99 × kernel | CPU busy % per core |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	case KindWireReorder:
+		fmt.Fprintln(w, "### Out-of-order deliveries vs. batch size (UDP through mflow on the testbed, Fig. 7)")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| mode | step | delivered Mpps | loss % | out-of-order packets | % of received | backward jumps | merger waits |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	case KindReorder:
+		fmt.Fprintln(w, "### Out-of-order deliveries vs. batch size (in-memory engine, Fig. 7)")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| mode | step | out-of-order packets | % of received | backward jumps | merger waits | Mpps |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	}
+	for _, res := range rows {
+		g := func(name string, prec int) string { return fmtSummary(res.Metrics[name], prec) }
+		lat := func(a, b, c string) string {
+			return fmt.Sprintf("%s / %s / %s", g(a, 0), g(b, 0), g(c, 0))
+		}
+		k, hasK := r.ref(ModeKernel, res)
+		vsK := func(name string) string {
+			if !hasK {
+				return "–"
+			}
+			return ratio(res, k, name)
+		}
+		name := res.Mode
+		if res.Error != "" {
+			name += " (error: " + oneLine(res.Error) + ")"
+		}
+		switch kind {
+		case KindUDP:
+			ceil := "–"
+			if c, ok := r.ref(ModeCeiling, res); ok && res.Mode != ModeCeiling {
+				ceil = ratio(res, c, MDeliveredMpps)
+			}
+			lr := "–"
+			if hasK {
+				lr = lossRatio(res, k)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step,
+				g(MOfferedMpps, 3), g(MDeliveredMpps, 3), vsK(MDeliveredMpps), ceil, g(MLossPct, 1), lr,
+				lat(MOWDP50, MOWDP99, MOWDP999), vsK(MOWDP99), g(MOutOfOrder, 0), g(MDeliveredGbps, 2), cpuString(res.CPU))
+		case KindTCP:
+			vsIperf := "–"
+			if res.Step.Client == ClientBuiltin {
+				s := res.Step
+				s.Client = ClientIperf3
+				for _, o := range r.Results {
+					if o.Mode == res.Mode && o.Step == s && o.Error == "" {
+						vsIperf = ratio(res, o, MDeliveredGbps)
+					}
+				}
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MDeliveredGbps, 2), vsK(MDeliveredGbps), vsIperf, cpuString(res.CPU))
+		case KindRR:
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MTPS, 0), vsK(MTPS),
+				lat(MRTTP50, MRTTP99, MRTTP999), vsK(MRTTP50), vsK(MRTTP99), g(MRRLost, 0), g(MLoadGbps, 2), cpuString(res.CPU))
+		case KindLatency:
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MDeliveredMpps, 3), g(MLossPct, 1),
+				lat(MOWDP50, MOWDP99, MOWDP999), lat(MRTTP50, MRTTP99, MRTTP999), vsK(MRTTP99), cpuString(res.CPU))
+		case KindWireReorder:
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MDeliveredMpps, 3), g(MLossPct, 1),
+				g(MOutOfOrder, 0), g(MOutOfOrderPct, 1), g(MReorderEvents, 0), g(MMergerWaits, 0))
+		case KindReorder:
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", name, res.Step, g(MOutOfOrder, 0), g(MOutOfOrderPct, 1), g(MReorderEvents, 0), g(MMergerWaits, 0), g(MDeliveredMpps, 2))
+		}
+	}
+	fmt.Fprintln(w)
+	if text := columnNotes[kind]; text != "" {
+		fmt.Fprintln(w, text)
+		fmt.Fprintln(w)
+	}
+}
+
+// columnNotes explain the tables' columns.
+var columnNotes = map[string]string{
+	KindUDP: "*offered*: packets/s the generator transmitted; *delivered*: datagrams/s read by the receiving sockets " +
+		"(the container's for decap, the peer's for encap); *× kernel*: delivered ÷ the `kernel` mode's in the same step; " +
+		"*of ceiling*: delivered ÷ the `ceiling` mode's (AF_XDP receive-and-drop for decap, AF_XDP transmit of pre-built frames " +
+		"from one goroutine for encap); *loss*: (offered − delivered) ÷ offered; *loss × kernel*: loss ÷ the kernel's loss, " +
+		"each counted as at least 0.1 % so that two nearly lossless modes read about 1 (above 1 is worse); *one-way*: generator → " +
+		"receiving socket, every 4th datagram; *p99 × kernel*: above 1 is slower; *out of order*: datagrams that arrived after a " +
+		"later one of their flow.",
+	KindTCP: "*Gbit/s*: goodput, bytes received ÷ time from the first received byte to the end of the stream; with the built-in " +
+		"client every stream's content is checked against the sent pattern (sampled, see docs), with iperf3 it is iperf3's " +
+		"receiver figure; *× kernel*: ÷ the `kernel` mode's in the same step; *builtin ÷ iperf3*: the built-in client's goodput " +
+		"÷ iperf3's in the same mode and direction (shown when both clients ran).",
+	KindRR: "One connection, one transaction at a time (no pipelining); *transactions/s*: completed request/response pairs per " +
+		"second; *RTT*: per transaction, from the request's send call to the response's last byte; *× kernel*: ÷ the `kernel` " +
+		"mode's (for RTTs above 1 is slower); *lost*: UDP requests or responses not answered within 100 ms (counted, the client " +
+		"goes on); *background*: goodput of the TCP stream that loads the path during loaded steps.",
+	KindLatency: "Paced UDP stress peer → container at the step's rate plus UDP request/response probes every 0.8 ms; *RTT p99 × " +
+		"kernel*: above 1 is slower.",
+}
+
+// writeSummary writes, per direction and workload, every mode's main
+// figure as a multiple of the kernel's in the same run: delivered rate
+// (UDP), goodput (TCP), transactions/s and RTT p99 (rr).
+func (r *Report) writeSummary(w io.Writer) {
+	modes := r.Modes
+	var others []string
+	for _, m := range modes {
+		if m != ModeKernel && m != ModeCeiling {
+			others = append(others, m)
+		}
+	}
+	if !slices.Contains(modes, ModeKernel) || len(others) == 0 {
+		return
+	}
+	type row struct {
+		label string
+		kind  string
+		s     Step
+		name  string
+	}
+	var rows []row
+	for _, res := range r.Results {
+		if res.Mode != ModeKernel || res.Error != "" {
+			continue
+		}
+		switch res.Step.Kind {
+		case KindUDP:
+			rows = append(rows, row{fmt.Sprintf("%s, %s: delivered", res.Step, dirArrow(res.Step.dir())), KindUDP, res.Step, MDeliveredMpps})
+			rows = append(rows, row{fmt.Sprintf("%s, %s: loss", res.Step, dirArrow(res.Step.dir())), "loss", res.Step, MLossPct})
+		case KindTCP:
+			rows = append(rows, row{fmt.Sprintf("%s, %s: goodput", res.Step, dirArrow(res.Step.dir())), KindTCP, res.Step, MDeliveredGbps})
+		case KindRR:
+			rows = append(rows, row{fmt.Sprintf("%s: transactions/s", res.Step), KindRR, res.Step, MTPS})
+			rows = append(rows, row{fmt.Sprintf("%s: RTT p99", res.Step), KindRR, res.Step, MRTTP99})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "### Summary: each mode ÷ kernel, same run")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| workload | %s |\n", strings.Join(others, " | "))
+	fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---|", len(others)))
+	for _, rw := range rows {
+		k, _ := r.ref(ModeKernel, Result{Step: rw.s})
+		cells := make([]string, len(others))
+		for i, m := range others {
+			res, ok := r.ref(m, Result{Step: rw.s})
+			switch {
+			case !ok:
+				cells[i] = "–"
+			case rw.kind == "loss":
+				cells[i] = lossRatio(res, k)
+			default:
+				cells[i] = ratio(res, k, rw.name)
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s |\n", rw.label, strings.Join(cells, " | "))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Delivered, goodput and transactions/s: above 1 is better than the kernel. Loss and RTT: above 1 is worse (loss counted as at least 0.1 %).")
+	fmt.Fprintln(w)
 }
 
 func oneLine(s string) string {
@@ -319,8 +538,11 @@ func oneLine(s string) string {
 
 // primaryMetric is the figure a step kind is compared by.
 func primaryMetric(kind string) string {
-	if kind == KindTCP {
+	switch kind {
+	case KindTCP:
 		return MDeliveredGbps
+	case KindRR:
+		return MTPS
 	}
 	return MDeliveredMpps
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +24,14 @@ func TestAllModes(t *testing.T) {
 	o := DefaultOptions()
 	o.Prefix = "mfbt"
 	o.Sizes, o.Flows = []int{64}, []int{2}
-	o.TCPSizes = []int{65536}
+	o.TCPSizes, o.TCPStreams = []int{65536}, []int{1}
+	o.RRSizes, o.RRLoads = []int{1}, []string{DirEncap}
 	o.Rates = []float64{20000}
 	o.ReorderBatches = nil
 	o.Devices = []string{"tap", "veth"}
 	o.Duration, o.Reps = 300*time.Millisecond, 1
 	var progress bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, o, &progress)
 	t.Logf("progress:\n%s", progress.String())
@@ -45,6 +47,7 @@ func TestAllModes(t *testing.T) {
 	seen := map[string]bool{}
 	for _, r := range rep.Results {
 		seen[r.Mode] = true
+		seen[r.Mode+" "+r.Step.Kind+" "+r.Step.Dir] = true
 		if r.Error != "" {
 			t.Errorf("%s %s: %s", r.Mode, r.Step, r.Error)
 			continue
@@ -73,12 +76,28 @@ func TestAllModes(t *testing.T) {
 			if m[MDeliveredGbps].Median <= 0 {
 				t.Errorf("%s %s: no TCP goodput", r.Mode, r.Step)
 			}
+		case KindRR:
+			if m[MTPS].Median <= 0 || m[MRTTP99].N == 0 {
+				t.Errorf("%s %s: no transactions", r.Mode, r.Step)
+			}
+			if r.Step.Load != "" && m[MLoadGbps].Median <= 0 {
+				t.Errorf("%s %s: no background stream", r.Mode, r.Step)
+			}
 		}
 	}
 	modes, _ := o.Expand()
 	for _, m := range modes {
 		if !seen[m.Name] {
 			t.Errorf("mode %s missing from the results", m.Name)
+		}
+		kinds := []string{KindUDP + " " + DirDecap, KindUDP + " " + DirEncap, KindTCP + " " + DirDecap, KindTCP + " " + DirEncap, KindRR + " "}
+		if m.Kind == ModeCeiling {
+			kinds = kinds[:2]
+		}
+		for _, k := range kinds {
+			if !seen[m.Name+" "+k] {
+				t.Errorf("mode %s: no %s step", m.Name, k)
+			}
 		}
 	}
 	var js bytes.Buffer
@@ -169,5 +188,51 @@ func TestReorderWire(t *testing.T) {
 	}
 	if lateOff == 0 {
 		t.Error("nothing out of order with the merger bypassed: is it bypassed?")
+	}
+}
+
+// TestBuiltinTCPClientKeepsUpWithIperf3 runs the built-in TCP client and
+// iperf3 on the kernel's testbed, one stream each way, alternating
+// between them five times so that other load on the machine falls on
+// both, and requires the built-in one to reach 90% of iperf3's median
+// goodput: the built-in client must not be what limits the TCP steps. It
+// needs iperf3 (.ci/run installs it).
+func TestBuiltinTCPClientKeepsUpWithIperf3(t *testing.T) {
+	testbed.RequirePrivileges(t)
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Skip("iperf3 is not installed")
+	}
+	if raceEnabled || testing.Short() {
+		t.Skip("a throughput comparison, skipped under the race detector and with -short")
+	}
+	o := DefaultOptions()
+	o.Prefix = "mfbi"
+	o.Duration = 2 * time.Second
+	if err := o.fill(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e, err := setup(ctx, &o, Mode{Name: ModeKernel, Kind: ModeKernel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	for _, dir := range []string{DirDecap, DirEncap} {
+		gbps := map[string][]float64{}
+		for range 5 {
+			for _, c := range []string{ClientBuiltin, ClientIperf3} {
+				sm, err := e.tcp(ctx, Step{Kind: KindTCP, Dir: dir, Size: 128 << 10, Flows: 1, Client: c})
+				if err != nil {
+					t.Fatalf("%s %s: %v", dir, c, err)
+				}
+				gbps[c] = append(gbps[c], sm.Metrics[MDeliveredGbps])
+			}
+		}
+		b, i := Summarize(gbps[ClientBuiltin]), Summarize(gbps[ClientIperf3])
+		t.Logf("%s: built-in %.2f [%.2f–%.2f] Gbit/s, iperf3 %.2f [%.2f–%.2f]", dir, b.Median, b.Min, b.Max, i.Median, i.Min, i.Max)
+		if b.Median < 0.9*i.Median {
+			t.Errorf("%s: built-in client %.2f Gbit/s is below 90%% of iperf3's %.2f", dir, b.Median, i.Median)
+		}
 	}
 }

@@ -40,27 +40,45 @@ func (p pattern) at(off int64, n int) []byte {
 }
 
 // streamCheck compares a received stream with the pattern, chunk by
-// chunk, and remembers the first offset where they differ.
+// chunk, and remembers the first offset where they differ. With every > 1
+// it samples: every every-th chunk (the first included) is compared in
+// full, the others at their first and last edgeCheck bytes.
 type streamCheck struct {
-	pat pattern
-	n   int64 // bytes checked
-	bad int64 // offset of the first differing byte, -1 while none
+	pat    pattern
+	n      int64 // bytes received
+	chunks int64
+	every  int64 // 0 or 1: every chunk in full
+	bad    int64 // offset of the first differing byte, -1 while none
 }
 
 func newStreamCheck(p pattern) *streamCheck { return &streamCheck{pat: p, bad: -1} }
 
 // add checks the next chunk; len(b) must not exceed the pattern's span.
 func (c *streamCheck) add(b []byte) {
-	if c.bad < 0 && !bytes.Equal(b, c.pat.at(c.n, len(b))) {
-		want := c.pat.at(c.n, len(b))
-		for i := range b {
-			if b[i] != want[i] {
-				c.bad = c.n + int64(i)
-				break
-			}
+	if c.bad < 0 {
+		if c.every <= 1 || c.chunks%c.every == 0 || len(b) <= 2*edgeCheck {
+			c.compare(b, 0)
+		} else {
+			c.compare(b[:edgeCheck], 0)
+			c.compare(b[len(b)-edgeCheck:], len(b)-edgeCheck)
 		}
 	}
 	c.n += int64(len(b))
+	c.chunks++
+}
+
+// compare checks b, which starts at byte off of the current chunk.
+func (c *streamCheck) compare(b []byte, off int) {
+	want := c.pat.at(c.n+int64(off), len(b))
+	if c.bad >= 0 || bytes.Equal(b, want) {
+		return
+	}
+	for i := range b {
+		if b[i] != want[i] {
+			c.bad = c.n + int64(off+i)
+			return
+		}
+	}
 }
 
 // err reports the first difference, or nil.

@@ -49,3 +49,55 @@ func TestStreamCheck(t *testing.T) {
 		t.Errorf("swapped chunks reported at %d", c.bad)
 	}
 }
+
+// TestStreamCheckSampled: with sampling, a chunk checked in full reports
+// any altered byte, every chunk reports one in its first or last
+// edgeCheck bytes and a shifted (lost) chunk; a byte in the middle of a
+// chunk that is not sampled goes unseen, which is the documented price.
+func TestStreamCheckSampled(t *testing.T) {
+	const chunk = 4096
+	p := newPattern(chunk)
+	var stream []byte
+	for len(stream) < 64*chunk {
+		stream = append(stream, p.at(int64(len(stream)), chunk)...)
+	}
+	feed := func(b []byte) *streamCheck {
+		c := newStreamCheck(p)
+		c.every = 8
+		for len(b) > 0 {
+			k := min(len(b), chunk)
+			c.add(b[:k])
+			b = b[k:]
+		}
+		return c
+	}
+	if c := feed(stream); c.err() != nil || c.n != int64(len(stream)) {
+		t.Fatalf("clean stream: %v after %d bytes", c.err(), c.n)
+	}
+	flip := func(at int) []byte {
+		b := append([]byte{}, stream...)
+		b[at] ^= 0x80
+		return b
+	}
+	for _, tc := range []struct {
+		name   string
+		at     int
+		caught bool
+	}{
+		{"middle of a full chunk (8th)", 8*chunk + chunk/2, true},
+		{"first bytes of an edge-checked chunk", 3*chunk + 5, true},
+		{"last bytes of an edge-checked chunk", 4*chunk - 3, true},
+		{"middle of an edge-checked chunk", 5*chunk + chunk/2, false},
+	} {
+		c := feed(flip(tc.at))
+		if got := c.err() != nil; got != tc.caught {
+			t.Errorf("%s: caught %v, want %v", tc.name, got, tc.caught)
+		} else if tc.caught && c.bad != int64(tc.at) {
+			t.Errorf("%s: reported at %d, want %d", tc.name, c.bad, tc.at)
+		}
+	}
+	lost := append(append([]byte{}, stream[:10*chunk+100]...), stream[10*chunk+1560:]...)
+	if c := feed(lost); c.err() == nil {
+		t.Error("a lost piece of the stream went unseen")
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -29,7 +30,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.PrintDefaults()
 	}
 	d := harness.DefaultOptions()
-	quick := fs.Bool("quick", false, "smoke run: kernel vs single vs microflow, one size, short repetitions (under 60 s on 2 cores); other flags override it")
+	quick := fs.Bool("quick", false, "smoke run: kernel vs single vs microflow, both directions, one UDP size, one TCP stream, TCP_RR/UDP_RR, short repetitions (under 60 s on 2 cores); other flags override it")
 	out := fs.String("out", "", "write report.json, results.csv, report.md and PNG plots into `DIR`")
 	modes := fs.String("modes", strings.Join(d.Modes, ","), "`modes` to compare: native, kernel, kernel-rps, single, flow, pipeline, microflow, ceiling")
 	workers := fs.String("workers", ints(d.Workers), "worker `counts` of flow and microflow (one mode per count)")
@@ -37,7 +38,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	devices := fs.String("devices", "tap", "mflow's network device `types`: tap, veth (AF_XDP into a veth pair); each mflow mode runs once per type")
 	sizes := fs.String("sizes", ints(d.Sizes), "UDP payload `sizes` in bytes (16..1422); the first is the flows sweep's")
 	flows := fs.String("flows", ints(d.Flows), "flow `counts`; the first is the size sweep's")
+	dirs := fs.String("dirs", strings.Join(d.Dirs, ","), "`directions` to measure: decap (peer → container), encap (container → peer)")
 	tcpSizes := fs.String("tcp-sizes", ints(d.TCPSizes), "TCP write `sizes` (\"\": no TCP)")
+	tcpStreams := fs.String("tcp-streams", ints(d.TCPStreams), "parallel TCP stream `counts` (one step per count)")
+	tcpClient := fs.String("tcp-client", strings.Join(d.TCPClients, ","), "TCP `clients`: builtin (sendfile sender, checked receiver), iperf3 (from the PATH); both: one step per client")
+	rrSizes := fs.String("rr-sizes", ints(d.RRSizes), "request/response `sizes` in bytes (TCP_RR, UDP_RR); the first is also measured under load (\"\": none)")
+	rrProtos := fs.String("rr-protos", strings.Join(d.RRProtos, ","), "request/response `protocols`: tcp, udp")
+	rrLoads := fs.String("rr-loads", strings.Join(d.RRLoads, ","), "`directions` of the background TCP stream of the loaded request/response steps (\"\": idle only)")
 	rates := fs.String("rates", floats(d.Rates), "offered `loads` in packets/s of the latency steps (\"\": none)")
 	reorder := fs.String("reorder-batches", ints(d.ReorderBatches), "batch `sizes` of the Fig. 7 experiment, in memory and (-reorder-wire) on the testbed (\"\": none)")
 	reorderWorkers := fs.Int("reorder-workers", d.ReorderWorkers, "workers of the Fig. 7 experiment")
@@ -48,8 +55,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	receivers := fs.Int("receivers", 0, "SO_REUSEPORT sockets in the container (0: min(max flows, CPUs))")
 	pin := fs.Bool("pin", d.Pin, "pin mflow's dispatcher and workers to CPUs other than the generator's when there are enough")
 	verbose := fs.Bool("v", false, "show the daemon's warnings")
+	from := fs.String("from", "", "measure nothing: read the report.json `FILE` of an earlier run and write its markdown (and with --out its files and plots) again")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	if *from != "" {
+		return rewriteReport(*from, *out, stdout, stderr)
 	}
 	o := d
 	if *quick {
@@ -71,7 +82,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	apply("devices", func() error { o.Devices = splitList(*devices); return nil })
 	apply("sizes", func() (e error) { o.Sizes, e = parseInts(*sizes); return })
 	apply("flows", func() (e error) { o.Flows, e = parseInts(*flows); return })
+	apply("dirs", func() error { o.Dirs = append([]string{}, splitList(*dirs)...); return nil })
 	apply("tcp-sizes", func() (e error) { o.TCPSizes, e = parseInts(*tcpSizes); return })
+	apply("tcp-streams", func() (e error) { o.TCPStreams, e = parseInts(*tcpStreams); return })
+	apply("tcp-client", func() error { o.TCPClients = splitList(*tcpClient); return nil })
+	apply("rr-sizes", func() (e error) { o.RRSizes, e = parseInts(*rrSizes); return })
+	apply("rr-protos", func() error { o.RRProtos = splitList(*rrProtos); return nil })
+	apply("rr-loads", func() error { o.RRLoads = append([]string{}, splitList(*rrLoads)...); return nil })
 	apply("rates", func() (e error) { o.Rates, e = parseFloats(*rates); return })
 	apply("reorder-batches", func() (e error) { o.ReorderBatches, e = parseInts(*reorder); return })
 	apply("reorder-workers", func() error { o.ReorderWorkers = *reorderWorkers; return nil })
@@ -186,4 +203,31 @@ func floats(xs []float64) string {
 		p = append(p, strconv.FormatFloat(x, 'g', -1, 64))
 	}
 	return strings.Join(p, ",")
+}
+
+// rewriteReport writes an earlier run's report again: markdown on stdout
+// and, with out, its files and plots.
+func rewriteReport(path, out string, stdout, stderr io.Writer) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "mflow bench: %v\n", err)
+		return exitUsage
+	}
+	var rep harness.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		fmt.Fprintf(stderr, "mflow bench: reading %s: %v\n", path, err)
+		return exitUsage
+	}
+	rep.WriteMarkdown(stdout)
+	if out != "" {
+		files, err := rep.WriteFiles(out)
+		for _, f := range files {
+			fmt.Fprintf(stderr, "wrote %s\n", f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "mflow bench: %v\n", err)
+			return exitRuntime
+		}
+	}
+	return exitOK
 }

@@ -1,0 +1,168 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"mflow/bench/testbed"
+)
+
+// The measuring clients of the TCP and request/response steps use blocking
+// sockets on locked OS threads, like iperf3 and netperf do, rather than
+// Go's net package: a non-blocking socket parked in the runtime's poller
+// costs an epoll wake-up and a goroutine switch each time the send buffer
+// fills or a reply arrives, which on a two-core machine was itself a limit
+// of the measurement (the harness's old Go TCP sender read 2.6 Gbit/s where
+// iperf3 read 4.1-4.7 on the same kernel testbed).
+
+// rawSock is a blocking socket's descriptor; close it with unix.Close.
+type rawSock int
+
+func sockaddr(a netip.AddrPort) *unix.SockaddrInet4 {
+	return &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
+}
+
+// setTimeouts bounds every blocking call on fd (SO_RCVTIMEO, SO_SNDTIMEO),
+// so that a path that stops forwarding ends a step with an error instead
+// of hanging it.
+func setTimeouts(fd int, d time.Duration) error {
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return err
+	}
+	return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+}
+
+// openSock creates a blocking socket of type typ in ns, bound to bind when
+// it is valid, with the timeouts of setTimeouts.
+func openSock(ns *testbed.NS, typ int, bind netip.AddrPort, timeout time.Duration) (rawSock, error) {
+	fd := -1
+	err := ns.Do(func() error {
+		var err error
+		if fd, err = unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return fmt.Errorf("SO_REUSEADDR: %w", err)
+		}
+		if err := setTimeouts(fd, timeout); err != nil {
+			return fmt.Errorf("socket timeouts: %w", err)
+		}
+		if bind.IsValid() {
+			if err := unix.Bind(fd, sockaddr(bind)); err != nil {
+				return fmt.Errorf("bind %s: %w", bind, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("in %s: %w", ns.Name, err)
+	}
+	return rawSock(fd), nil
+}
+
+// listenTCP opens a listening TCP socket on addr in ns.
+func listenTCP(ns *testbed.NS, addr netip.AddrPort, timeout time.Duration) (rawSock, error) {
+	s, err := openSock(ns, unix.SOCK_STREAM, addr, timeout)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Listen(int(s), 16); err != nil {
+		unix.Close(int(s))
+		return -1, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return s, nil
+}
+
+// dialTCP connects a TCP socket from ns to addr, with TCP_NODELAY when
+// nodelay is set.
+func dialTCP(ns *testbed.NS, addr netip.AddrPort, nodelay bool, timeout time.Duration) (rawSock, error) {
+	s, err := openSock(ns, unix.SOCK_STREAM, netip.AddrPort{}, timeout)
+	if err != nil {
+		return -1, err
+	}
+	if nodelay {
+		if err := unix.SetsockoptInt(int(s), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+			unix.Close(int(s))
+			return -1, fmt.Errorf("TCP_NODELAY: %w", err)
+		}
+	}
+	if err := retryEINTR(func() error { return unix.Connect(int(s), sockaddr(addr)) }); err != nil {
+		unix.Close(int(s))
+		return -1, fmt.Errorf("connect to %s from %s: %w", addr, ns.Name, err)
+	}
+	return s, nil
+}
+
+// accept waits for one connection on l (bounded by l's receive timeout).
+func (l rawSock) accept(nodelay bool) (rawSock, error) {
+	var nfd int
+	err := retryEINTR(func() (err error) {
+		nfd, _, err = unix.Accept4(int(l), unix.SOCK_CLOEXEC)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, unix.EAGAIN) {
+			err = errors.New("no connection within the timeout")
+		}
+		return -1, fmt.Errorf("accept: %w", err)
+	}
+	if err := setTimeouts(nfd, 5*time.Second); err != nil {
+		unix.Close(nfd)
+		return -1, err
+	}
+	if nodelay {
+		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	return rawSock(nfd), nil
+}
+
+func retryEINTR(fn func() error) error {
+	for {
+		if err := fn(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// readFull reads exactly len(b) bytes from a stream socket.
+func (s rawSock) readFull(b []byte) error {
+	for got := 0; got < len(b); {
+		n, err := unix.Read(int(s), b[got:])
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return err
+		}
+		if n == 0 {
+			return errors.New("connection closed by the peer")
+		}
+		got += n
+	}
+	return nil
+}
+
+// writeFull writes all of b to a stream socket.
+func (s rawSock) writeFull(b []byte) error {
+	for sent := 0; sent < len(b); {
+		n, err := unix.Write(int(s), b[sent:])
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return err
+		}
+		sent += n
+	}
+	return nil
+}
+
+func (s rawSock) close() { unix.Close(int(s)) }
