@@ -8,6 +8,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 	"mflow/xsk"
 )
 
@@ -16,12 +17,7 @@ import (
 // a fresh namespace (no traffic flows; the program only looks the socket
 // up).
 func TestProgramRedirect(t *testing.T) {
-	testbed.RequirePrivileges(t)
-	ns, err := testbed.NewNS("bpfx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := testbedtest.NewNS(t, "bpfx")
 	var s *xsk.Socket
 	if err := ns.Do(func() error {
 		idx, err := ns.LinkIndex("lo")
@@ -85,17 +81,8 @@ func TestProgramRedirect(t *testing.T) {
 // checks the reported mode; lo has no native XDP, so native must fail
 // there rather than fall back.
 func TestAttachModes(t *testing.T) {
-	testbed.RequirePrivileges(t)
-	a, err := testbed.NewNS("bpfa")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	b, err := testbed.NewNS("bpfb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	a := testbedtest.NewNS(t, "bpfa")
+	b := testbedtest.NewNS(t, "bpfb")
 	if err := testbed.Veth(a, "va", b, "vb", testbed.VethOpts{}); err != nil {
 		t.Fatal(err)
 	}

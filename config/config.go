@@ -1,5 +1,5 @@
 // Package config decodes and validates mflow's YAML configuration
-// (DESIGN §6).
+// (docs/ARCHITECTURE.md §6).
 //
 // Data flow: Load reads a file and hands its bytes to Parse. Parse decodes
 // the YAML strictly (go.yaml.in/yaml/v3 with KnownFields: an unknown key, a
@@ -131,7 +131,8 @@ type Device struct {
 
 // Steering chooses how received packets are spread over workers.
 type Steering struct {
-	// Policy is one of single, flow, pipeline, microflow (DESIGN §4).
+	// Policy is one of single, flow, pipeline, microflow
+	// (docs/ARCHITECTURE.md §4).
 	Policy Policy `yaml:"policy"`
 	// Batch is the micro-flow length in packets (microflow) and the
 	// largest batch any stage handles.
@@ -178,7 +179,7 @@ const (
 	XDPGeneric XDPMode = "generic" // skb mode; always available, slow
 )
 
-// Policy is a steering policy (DESIGN §4).
+// Policy is a steering policy (docs/ARCHITECTURE.md §4).
 type Policy string
 
 // Steering policies.

@@ -19,6 +19,7 @@ import (
 	"mflow/metrics"
 	"mflow/steer"
 	"mflow/tap"
+	"mflow/veth"
 	"mflow/vxlan"
 	"mflow/xsk"
 )
@@ -44,8 +45,8 @@ type Daemon struct {
 
 	nets   []*network
 	byVNI  map[uint32]*network
-	taps   []netDevice  // per network: its TAP or veth
-	tapMu  []sync.Mutex // one writer at a time per device
+	devs   []device     // per network: its TAP or veth
+	devMu  []sync.Mutex // one writer at a time per device
 	fdb    vxlan.FDB
 	neigh  *neighbours
 	stage  *networkStage
@@ -58,7 +59,7 @@ type Daemon struct {
 	tx        txCounters
 	xdpMode   bpf.Mode
 	started   time.Time
-	tapsOnce  sync.Once
+	devsOnce  sync.Once
 	stopping  atomic.Bool      // the transmit loops are to end
 	down      atomic.Bool      // set once teardown released the sockets
 	final     metrics.Snapshot // the last snapshot, taken before teardown
@@ -186,7 +187,7 @@ func (d *Daemon) setup(o Options) error {
 	d.xdpMode = d.att.Mode()
 	d.log.Info("XDP program attached", "interface", d.uplinkName, "mode", d.xdpMode.String())
 
-	d.tapMu = make([]sync.Mutex, len(cfg.Networks))
+	d.devMu = make([]sync.Mutex, len(cfg.Networks))
 	frameSize := d.socks[0].Options().FrameSize
 	for i, n := range cfg.Networks {
 		mtu := n.Device.MTU
@@ -201,20 +202,26 @@ func (d *Daemon) setup(o Options) error {
 				ErrConfig, i, mtu, room, frameSize, room-vxlan.EthernetLen-vxlan.VLANTagLen-vxlan.Overhead)
 		}
 		if n.Device.Type == config.DeviceVeth {
-			v, err := openVeth(i, n.Device.Name, mtu, n.Device.Bridge)
-			if err != nil {
-				return err
+			v, err := veth.Open(n.Device.Name, mtu, n.Device.Bridge) // closes what it opened on error
+			var ce *veth.ConfigError
+			switch {
+			case errors.As(err, &ce) && ce.Field != "":
+				return fmt.Errorf("%w: networks[%d].device.%s: %w", ErrConfig, i, ce.Field, ce.Err)
+			case errors.As(err, &ce):
+				return fmt.Errorf("%w: networks[%d].device: %w", ErrConfig, i, ce.Err)
+			case err != nil:
+				return fmt.Errorf("%w: veth %s: %w", ErrSetup, n.Device.Name, err)
 			}
-			d.taps = append(d.taps, v)
+			d.devs = append(d.devs, v)
 			d.log.Info("veth ready", "device", v.Name(), "vni", n.VNI, "peer_bridge", n.Device.Bridge,
-				"mtu", mtu, "queues", len(v.socks), "xdp_mode", v.Mode().String())
+				"mtu", mtu, "queues", v.Queues(), "xdp_mode", v.Mode().String())
 			continue
 		}
 		t, err := tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge})
 		if err != nil {
 			return fmt.Errorf("%w: open TAP %s: %w", ErrSetup, n.Device.Name, err)
 		}
-		d.taps = append(d.taps, t)
+		d.devs = append(d.devs, t)
 		d.log.Info("TAP ready", "device", t.Name(), "vni", n.VNI, "bridge", n.Device.Bridge,
 			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String())
 	}
@@ -243,7 +250,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopEngines()
 	cfg := d.cfg
 	var wg sync.WaitGroup
-	errs := make(chan error, len(d.socks)+len(d.taps))
+	errs := make(chan error, len(d.socks)+len(d.devs))
 
 	for i, s := range d.socks {
 		ecfg := dataplane.Config{
@@ -264,7 +271,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			aff.Workers = c.Workers
 			ecfg.Affinity = aff
 		}
-		e, err := dataplane.New(newXSKSource(s, cfg.Steering.Batch), newTAPSink(d, cfg.Steering.Batch), ecfg)
+		e, err := dataplane.New(newXSKSource(s, cfg.Steering.Batch), newDeviceSink(d, cfg.Steering.Batch), ecfg)
 		if err != nil {
 			// Engines already running use the sockets: stop them
 			// before the UMEMs go away.
@@ -285,7 +292,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	var txWG sync.WaitGroup
-	for i := range d.taps {
+	for i := range d.devs {
 		txWG.Add(1)
 		go func() {
 			defer txWG.Done()
@@ -339,13 +346,13 @@ loop:
 // disappears, a veth stays (without mflow's program and sockets).
 func (d *Daemon) closeTAPs() {
 	d.stopping.Store(true)
-	d.tapsOnce.Do(func() {
-		for i, t := range d.taps {
-			d.tapMu[i].Lock()
+	d.devsOnce.Do(func() {
+		for i, t := range d.devs {
+			d.devMu[i].Lock()
 			if err := t.Close(); err != nil {
 				d.log.Warn("closing device", "device", t.Name(), "err", err)
 			}
-			d.tapMu[i].Unlock()
+			d.devMu[i].Unlock()
 		}
 	})
 }

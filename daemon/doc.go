@@ -8,13 +8,15 @@
 //	socket per queue (xsk), registered in the program's XSKMAP ─► one device
 //	per network: a TAP (tap) on its bridge, or mflow's end of a veth pair
 //	with its own redirect-everything XDP program and AF_XDP sockets
-//	(vethDevice) ─► neighbour entries of the peers resolved
+//	(veth) ─► neighbour entries of the peers resolved
 //
 // Run, per uplink queue, one receive engine (dataplane.Engine):
 //
-//	xsk socket ─► dispatcher ─► workers: vxlan.Decap, VNI and peer check,
-//	FDB learning ─► merger ─► sink: the VNI's device (TAP super-frames, or
-//	AF_XDP transmit into the veth)
+//	xsk socket (frames with their UMEM addresses as batch handles)
+//	─► dispatcher ─► workers: vxlan.Decap, VNI and peer check, FDB learning
+//	(stage.go) ─► merger ─► sink (sink_linux.go): each network's frames to
+//	its device's WriteFrames (a TAP groups them by flow and writes
+//	super-frames; a veth transmits them with AF_XDP)
 //
 // and, per network, one transmit loop:
 //
@@ -35,6 +37,11 @@
 // mflow's program). Every frame received ends delivered, dropped with a
 // reason, or back in its socket.
 //
-// The package is dataplane's wiring with the kernel; it holds no packet
-// logic of its own beyond the per-network checks of its stage.
+// The package is dataplane's wiring with the kernel: the devices live in
+// tap and veth (behind the small device interface of device.go), the
+// transmit retry loop in xsk, the neighbour resolver in neigh_linux.go
+// (its decisions, tested without a kernel, in neighplan_linux.go). Its own
+// packet logic is the per-network checks of its stage and the encap loop's
+// FDB and flood choice; pipeline_linux_test.go tests the receive side
+// without root, over xsktest and fake devices.
 package daemon

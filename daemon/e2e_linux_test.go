@@ -19,12 +19,13 @@ import (
 
 	"mflow/bench/gen"
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 	"mflow/bench/traffic"
 	"mflow/config"
 	"mflow/metrics"
 )
 
-// testConfig is the daemon's configuration for the DESIGN §8 testbed.
+// testConfig is the daemon's configuration for the docs/ARCHITECTURE.md §8 testbed.
 func testConfig(t testing.TB, policy string, workers, batch int) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse(testbed.MflowConfig(fmt.Sprintf("policy: %s, workers: %d, batch: %d", policy, workers, batch)))
@@ -49,7 +50,7 @@ func startDaemon(t *testing.T, cfg *config.Config) *running { return startDaemon
 // testbed before the daemon starts.
 func startDaemonWith(t *testing.T, cfg *config.Config, prepare func(*testbed.Topology) error) *running {
 	t.Helper()
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mft"})
@@ -136,12 +137,12 @@ func TestE2ETCP(t *testing.T) {
 	if err != nil || !res.Verified || res.Bytes != size {
 		t.Fatalf("TCP peer → container: %+v, %v", res, err)
 	}
-	t.Logf("peer → container: %d bytes in %v, %.2f Gbit/s, hash verified", res.Bytes, res.Duration, res.Gbps)
+	t.Logf("peer → container: %d bytes in %v, %.2f Gbit/s, content verified", res.Bytes, res.Duration, res.Gbps)
 	res, err = traffic.TCPStream(ctx, r.topo.Ctr, r.topo.Peer, peerOverlay, time.Minute, size)
 	if err != nil || !res.Verified || res.Bytes != size {
 		t.Fatalf("TCP container → peer: %+v, %v", res, err)
 	}
-	t.Logf("container → peer: %d bytes in %v, %.2f Gbit/s, hash verified", res.Bytes, res.Duration, res.Gbps)
+	t.Logf("container → peer: %d bytes in %v, %.2f Gbit/s, content verified", res.Bytes, res.Duration, res.Gbps)
 	if err := r.shutdown(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -404,7 +405,7 @@ func startVethDaemon(t *testing.T, policy string, workers, batch int) *running {
 }
 
 // TestE2EVeth: a veth device instead of a TAP, both directions against the
-// kernel's VxLAN peer: ping, a hashed TCP stream each way, a UDP stream in
+// kernel's VxLAN peer: ping, a content-checked TCP stream each way, a UDP stream in
 // order through microflow; afterwards the veth is left as found (no XDP
 // program) and the counters balance, the veth's counted in the snapshot.
 func TestE2EVeth(t *testing.T) {
@@ -462,7 +463,7 @@ func TestE2EVeth(t *testing.T) {
 // TestVethConfigErrors: a veth device that does not exist, or is not a
 // veth, is a configuration error naming the network.
 func TestVethConfigErrors(t *testing.T) {
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mfv"})

@@ -42,7 +42,7 @@ const txBatch = 64
 // It owns its descriptors between Alloc and Transmit; whatever it holds when
 // it stops goes back with Free.
 func (d *Daemon) encapLoop(i int) {
-	t := d.taps[i]
+	t := d.devs[i]
 	n := d.nets[i]
 	s := d.socks[0]
 	enc := vxlan.Encoder{SrcMAC: d.uplinkMAC, SrcIP: d.vtep, Port: uint16(d.cfg.VTEP.Port), Seed: 0x6d666c77}
@@ -177,7 +177,7 @@ func (d *Daemon) encapTo(enc *vxlan.Encoder, pkt []byte, vni uint32, vtep [4]byt
 // transmit puts out on the uplink's tx ring, retrying briefly while it is
 // full; what does not fit is dropped (tx_ring_full).
 func (d *Daemon) transmit(s *xsk.Socket, out []xsk.Desc) {
-	n, _ := transmitRetry(s, out, d.down.Load)
+	n, _ := xsk.TransmitRetry(s, out, d.down.Load)
 	var bytes uint64
 	for _, o := range out[:n] {
 		bytes += uint64(o.Len)
@@ -187,30 +187,6 @@ func (d *Daemon) transmit(s *xsk.Socket, out []xsk.Desc) {
 	if rest := out[n:]; len(rest) > 0 {
 		d.tx.drops[txRingFull].Add(uint64(len(rest)))
 		s.Free(rest)
-	}
-}
-
-// transmitRetry puts out on s's tx ring in order, retrying for up to 10 ms
-// while the ring is full (reaping completions in between), or until stop
-// (when not nil) says to give up. It returns how many descriptors the ring
-// took, which the caller no longer owns, and the error of a wakeup the
-// kernel refused (the device is gone or down).
-func transmitRetry(s *xsk.Socket, out []xsk.Desc, stop func() bool) (int, error) {
-	var deadline time.Time
-	sent := 0
-	for {
-		n, err := s.Transmit(out[sent:])
-		sent += n
-		if sent == len(out) || err != nil || (stop != nil && stop()) {
-			return sent, err
-		}
-		if deadline.IsZero() {
-			deadline = time.Now().Add(10 * time.Millisecond)
-		} else if time.Now().After(deadline) {
-			return sent, nil
-		}
-		s.Complete()
-		time.Sleep(20 * time.Microsecond)
 	}
 }
 

@@ -128,20 +128,11 @@ type neighbour struct {
 
 // table reads the kernel's usable IPv4 neighbours on the uplink.
 func (n *neighbours) table() (map[[4]byte]neighbour, error) {
-	m := map[[4]byte]neighbour{}
 	list, err := n.h.NeighList(n.ifindex, unix.AF_INET)
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range list {
-		if e.State&(unix.NUD_REACHABLE|unix.NUD_STALE|unix.NUD_DELAY|unix.NUD_PROBE|unix.NUD_PERMANENT|unix.NUD_NOARP) == 0 || len(e.HardwareAddr) != 6 {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(e.IP); ok && a.Unmap().Is4() {
-			m[a.Unmap().As4()] = neighbour{mac: [6]byte(e.HardwareAddr), state: e.State}
-		}
-	}
-	return m, nil
+	return usableNeighbours(list), nil
 }
 
 // use marks the kernel's entry of next hop nh as used, as sending through
@@ -159,22 +150,10 @@ func (n *neighbours) update(vteps [][4]byte) (missing [][4]byte) {
 		// Keep what we know rather than drop everything.
 		return vteps
 	}
-	next := map[[4]byte][6]byte{}
 	for v := range *n.cur.Load() {
 		vteps = append(vteps, v)
 	}
-	stale := map[[4]byte]bool{}
-	for _, v := range vteps {
-		nh := n.nextHop(v)
-		if e, ok := tab[nh]; ok {
-			next[v] = e.mac
-			if e.state == unix.NUD_STALE {
-				stale[nh] = true
-			}
-		} else {
-			missing = append(missing, v)
-		}
-	}
+	next, missing, stale := planNeighbours(tab, vteps, n.nextHop)
 	n.cur.Store(&next)
 	for nh := range stale {
 		if n.use(nh) == nil {
@@ -223,7 +202,7 @@ func (n *neighbours) background() {
 				continue
 			}
 			// One table read for a burst of notifications.
-			relevant := u.LinkIndex == n.ifindex && u.Family == unix.AF_INET
+			relevant := n.relevant(u)
 		drain:
 			for {
 				select {
@@ -232,7 +211,7 @@ func (n *neighbours) background() {
 						events = nil
 						break drain
 					}
-					relevant = relevant || (u.LinkIndex == n.ifindex && u.Family == unix.AF_INET)
+					relevant = relevant || n.relevant(u)
 				default:
 					break drain
 				}

@@ -1,59 +1,53 @@
 package daemon
 
 import (
-	"mflow/steer"
+	"mflow/batch"
 	"mflow/tap"
 )
 
-// tapSink writes each delivered inner frame to its network's TAP, in
-// order per TAP. One per engine: the engine calls Write from one goroutine
-// at a time, and the per-TAP buffers here are reused for every batch.
-type tapSink struct {
-	d       *Daemon
-	bufs    [][][]byte // per network: the frames of the current batch
-	scratch []keyedFrame
+// deviceSink writes each delivered inner frame to its network's device, in
+// order per flow. One per engine: the engine calls Write from one goroutine
+// at a time, and the per-device buffers here are reused for every batch.
+type deviceSink struct {
+	d    *Daemon
+	bufs [][][]byte // per network: the frames of the current batch
 }
 
-func newTAPSink(d *Daemon, batch int) *tapSink {
-	s := &tapSink{d: d, bufs: make([][][]byte, len(d.nets)), scratch: make([]keyedFrame, batch)}
+func newDeviceSink(d *Daemon, n int) *deviceSink {
+	s := &deviceSink{d: d, bufs: make([][][]byte, len(d.nets))}
 	for i := range s.bufs {
-		s.bufs[i] = make([][]byte, 0, batch)
+		s.bufs[i] = make([][]byte, 0, n)
 	}
 	return s
 }
 
-// Write implements dataplane.Sink. The frames of each TAP are first
-// grouped by inner flow (order within a flow kept), then runs of TCP
-// segments or equal-sized UDP datagrams of one flow are coalesced into one
-// super-frame per write (tap.WriteCoalesced): a TAP write costs
-// microseconds, so this is where a micro-flow's batch pays off. Every other frame is written with the TAP's virtio header in the
-// bytes just before the inner frame (the outer headers, no longer needed),
-// so it is not copied.
-func (s *tapSink) Write(b *steer.Batch) error {
+// Write implements dataplane.Sink: it sorts the batch's frames by network
+// (Net, set by the network stage) and hands each network's to its device
+// at once (WriteFrames: a TAP groups them by inner flow and coalesces runs
+// of a flow into super-frames, since a TAP write costs microseconds; a
+// veth transmits them). Each frame goes out with room for the TAP's virtio
+// header in the bytes just before the inner frame (the outer headers, no
+// longer needed), so it is not copied here.
+func (s *deviceSink) Write(b *batch.Batch) error {
 	for i := range s.bufs {
 		s.bufs[i] = s.bufs[i][:0]
 	}
 	for i := range b.Delivered {
-		n := s.d.byVNI[b.VNI[i]]
-		off := int(b.Hash[i])
-		s.bufs[n.index] = append(s.bufs[n.index], b.Frames[i][off-tap.VirtioNetHdrLen:off+len(b.Out[i])])
+		n, off := b.Net[i], int(b.Offset[i])
+		s.bufs[n] = append(s.bufs[n], b.Frames[i][off-tap.VirtioNetHdrLen:off+len(b.Out[i])])
 	}
 	var err error
 	for i, frames := range s.bufs {
 		if len(frames) == 0 {
 			continue
 		}
-		if _, veth := s.d.taps[i].(*vethDevice); !veth {
-			// Grouping only helps coalescing, which a veth does not do.
-			groupByFlow(frames, tap.VirtioNetHdrLen, s.scratch)
-		}
-		s.d.tapMu[i].Lock()
-		// Frames the kernel refuses one by one are counted by the TAP
+		s.d.devMu[i].Lock()
+		// Frames the kernel refuses one by one are counted by the device
 		// (WriteErrors); an error here means the device is gone.
-		if _, werr := s.d.taps[i].WriteCoalesced(frames, tap.VirtioNetHdrLen); werr != nil && err == nil {
+		if _, werr := s.d.devs[i].WriteFrames(frames, tap.VirtioNetHdrLen); werr != nil && err == nil {
 			err = werr
 		}
-		s.d.tapMu[i].Unlock()
+		s.d.devMu[i].Unlock()
 		clear(frames)
 	}
 	return err

@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"maps"
 	"mflow/dataplane"
 	"mflow/metrics"
 	"mflow/tap"
+	"slices"
 )
 
 // Snapshot returns the daemon's counters in the form the metrics package
@@ -65,20 +67,15 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 		txDrops[r] = d.tx.drops[r].Load()
 	}
 	var tapDrops [tap.NumReasons]uint64
-	var writeErrors, vethErrors uint64
+	writeErrors := map[string]uint64{"tap_write_error": 0, "veth_tx_error": 0}
 	var read uint64
-	for i, t := range d.taps {
+	for i, t := range d.devs {
 		ts := t.Stats()
 		for r, n := range ts.Drops {
 			tapDrops[r] += n
 		}
-		var kernelDrops uint64
-		if v, ok := t.(*vethDevice); ok {
-			vethErrors += ts.WriteErrors
-			kernelDrops = v.KernelDrops()
-		} else {
-			writeErrors += ts.WriteErrors
-		}
+		kernelDrops := t.KernelDrops()
+		writeErrors[t.WriteErrorReason()] += ts.WriteErrors
 		read += ts.Frames
 		s.Networks = append(s.Networks, metrics.Network{
 			VNI: d.nets[i].vni, Device: t.Name(),
@@ -106,12 +103,11 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 	// could not take) was counted delivered by the engine once its batch
 	// is written; until then it is still in flight there, so move at most
 	// what the engine already delivered.
-	writeErrors = min(writeErrors, s.Decap.Delivered.Packets)
-	s.Decap.Delivered.Packets -= writeErrors
-	vethErrors = min(vethErrors, s.Decap.Delivered.Packets)
-	s.Decap.Delivered.Packets -= vethErrors
-	s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: "tap_write_error", Packets: writeErrors},
-		metrics.Drop{Direction: metrics.Decap, Reason: "veth_tx_error", Packets: vethErrors})
+	for _, reason := range slices.Sorted(maps.Keys(writeErrors)) {
+		n := min(writeErrors[reason], s.Decap.Delivered.Packets)
+		s.Decap.Delivered.Packets -= n
+		s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: reason, Packets: n})
+	}
 
 	for i, sk := range d.socks {
 		a := sk.Accounting()

@@ -2,39 +2,39 @@ package daemon
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
+	"mflow/batch"
 	"mflow/xsk"
 )
 
 // xskSource adapts an AF_XDP socket to steer.Source: Read hands out
-// received frames as byte slices aliasing UMEM, Release gives them back to
-// the fill ring. Read and Release run on different goroutines; the socket
-// is safe for that, and each side has its own descriptor buffer.
+// received frames as byte slices aliasing UMEM, each with its descriptor's
+// address as handle, and Release gives them back to the fill ring by those
+// addresses. Read and Release run on different goroutines; the socket is
+// safe for that, and each side has its own descriptor buffer.
 type xskSource struct {
-	s       *xsk.Socket
-	rd      []xsk.Desc // Read's buffer
-	rel     []xsk.Desc // Release's buffer
-	foreign atomic.Uint64
+	s   xsk.Queue
+	rd  []xsk.Desc // Read's buffer
+	rel []xsk.Desc // Release's buffer
 }
 
-func newXSKSource(s *xsk.Socket, batch int) *xskSource {
-	return &xskSource{s: s, rd: make([]xsk.Desc, batch), rel: make([]xsk.Desc, 0, batch)}
+func newXSKSource(s xsk.Queue, n int) *xskSource {
+	return &xskSource{s: s, rd: make([]xsk.Desc, n), rel: make([]xsk.Desc, 0, n)}
 }
 
 // pollInterval bounds how long Read sleeps in poll before it looks at ctx.
 const pollInterval = 50 * time.Millisecond
 
 // Read implements steer.Source.
-func (x *xskSource) Read(ctx context.Context, dst [][]byte) (int, error) {
+func (x *xskSource) Read(ctx context.Context, dst [][]byte, handles []batch.Handle) (int, error) {
 	if len(dst) > len(x.rd) {
 		dst = dst[:len(x.rd)]
 	}
 	for {
 		if n := x.s.Receive(x.rd[:len(dst)]); n > 0 {
-			for i := range n {
-				dst[i] = x.s.Frame(x.rd[i])
+			for i, d := range x.rd[:n] {
+				dst[i], handles[i] = x.s.Frame(d), batch.Handle(d.Addr)
 			}
 			return n, nil
 		}
@@ -47,22 +47,17 @@ func (x *xskSource) Read(ctx context.Context, dst [][]byte) (int, error) {
 	}
 }
 
-// Release implements steer.Source.
-func (x *xskSource) Release(frames [][]byte) {
-	for len(frames) > 0 {
-		k := min(len(frames), cap(x.rel))
+// Release implements steer.Source. A handle that is not a frame the
+// caller owns is ignored by the socket and counted in its
+// Accounting.Invalid.
+func (x *xskSource) Release(handles []batch.Handle) {
+	for len(handles) > 0 {
+		k := min(len(handles), cap(x.rel))
 		x.rel = x.rel[:0]
-		for _, f := range frames[:k] {
-			d, ok := x.s.DescOf(f)
-			if !ok {
-				// Not ours: a bug upstream. Count it rather than
-				// corrupt the UMEM accounting.
-				x.foreign.Add(1)
-				continue
-			}
-			x.rel = append(x.rel, d)
+		for _, h := range handles[:k] {
+			x.rel = append(x.rel, xsk.Desc{Addr: uint64(h)})
 		}
 		x.s.Release(x.rel)
-		frames = frames[k:]
+		handles = handles[k:]
 	}
 }

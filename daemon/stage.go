@@ -3,7 +3,7 @@ package daemon
 import (
 	"net/netip"
 
-	"mflow/steer"
+	"mflow/batch"
 	"mflow/vxlan"
 )
 
@@ -30,9 +30,9 @@ func newNetwork(vni uint32, index int, dev string, peers []netip.Addr) *network 
 
 // networkStage decapsulates, checks that the VNI is configured and that the
 // sender is one of its peers, and learns the inner source MAC's VTEP. For a
-// delivered frame, Out[i] is the inner frame, VNI[i] its network, and
-// Hash[i] the inner frame's offset in Frames[i] (the sink writes the TAP's
-// virtio header into the bytes before it). It is safe for concurrent use:
+// delivered frame, Out[i] is the inner frame, Offset[i] its offset in
+// Frames[i] (the sink writes the TAP's virtio header into the bytes before
+// it), VNI[i] the VNI and Net[i] the network's index. It is safe for concurrent use:
 // the network table is read-only after setup and the FDB is lock-free for
 // readers.
 type networkStage struct {
@@ -43,7 +43,7 @@ type networkStage struct {
 }
 
 // Process implements dataplane.Stage.
-func (s *networkStage) Process(b *steer.Batch) {
+func (s *networkStage) Process(b *batch.Batch) {
 	now := s.clock()
 	for i := range b.N {
 		if b.Reason[i] != vxlan.Deliver {
@@ -51,8 +51,9 @@ func (s *networkStage) Process(b *steer.Batch) {
 		}
 		frame := b.Out[i]
 		inner, vni, src, r := s.dec.Decap(frame)
+		var n *network
 		if r == vxlan.Deliver {
-			n := s.networks[vni]
+			n = s.networks[vni]
 			switch {
 			case n == nil:
 				r = vxlan.DropUnknownVNI
@@ -66,20 +67,7 @@ func (s *networkStage) Process(b *steer.Batch) {
 		if r != vxlan.Deliver {
 			continue
 		}
-		// inner ends where the datagram ends, which may be before the
-		// end of frame (Ethernet padding): its offset is the start of
-		// the VxLAN payload, found from the header lengths Decap just
-		// validated.
-		b.Out[i], b.VNI[i], b.Hash[i] = inner, vni, uint32(innerOffset(frame))
+		b.Out[i], b.VNI[i], b.Net[i] = inner, vni, int32(n.index)
+		b.Offset[i] += uint32(vxlan.InnerOffset(frame))
 	}
-}
-
-// innerOffset returns where the inner frame starts in a frame that Decap
-// delivered.
-func innerOffset(frame []byte) int {
-	off := vxlan.EthernetLen
-	if vxlan.Ethernet(frame).EtherType() == vxlan.EtherTypeVLAN {
-		off += vxlan.VLANTagLen
-	}
-	return off + vxlan.IPv4(frame[off:]).HeaderLen() + vxlan.UDPLen + vxlan.HeaderLen
 }

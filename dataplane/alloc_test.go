@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"testing"
 
+	"mflow/batch"
 	"mflow/dataplane/memio"
 	"mflow/steer"
 )
@@ -72,7 +73,7 @@ func TestStageAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := steer.NewBatch(64)
+	b := batch.NewBatch(64)
 	allocs := testing.AllocsPerRun(200, func() {
 		b.N = copy(b.Frames, frames)
 		e.process(0, b)

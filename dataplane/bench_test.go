@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"mflow/batch"
 	"mflow/dataplane/memio"
 	"mflow/steer"
 )
@@ -104,7 +105,7 @@ type jitterStage struct {
 	d    time.Duration
 }
 
-func (s *jitterStage) Process(b *steer.Batch) {
+func (s *jitterStage) Process(b *batch.Batch) {
 	r := rand.New(rand.NewPCG(s.seed, b.Seq))
 	k := 0
 	for range b.N {

@@ -4,7 +4,7 @@
 //
 //	steer.Source (AF_XDP socket, memio.Source)
 //	  └─ dispatcher goroutine (steer.Dispatcher): Read a batch, stamp its sequence number,
-//	     pick a worker by policy; batches come from a fixed steer.Pool (bounded memory)
+//	     pick a worker by policy; batches come from a fixed batch.Pool (bounded memory)
 //	       └─ workers[0..N): run the Stages (DecapStage, …) on the batch in place; dropped
 //	          frames are counted by reason and moved behind the delivered ones; the batch
 //	          moves on even when empty

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"mflow/batch"
 	"mflow/reorder"
 	"mflow/steer"
 	"mflow/vxlan"
@@ -20,7 +21,7 @@ type Sink interface {
 	// returns: the frames go back to their source right after. An error
 	// counts the batch's frames as dropped (DropSinkError); the engine
 	// keeps running.
-	Write(b *steer.Batch) error
+	Write(b *batch.Batch) error
 }
 
 // NoCPU in an Affinity field means "do not pin this goroutine".
@@ -85,11 +86,11 @@ type Engine struct {
 	cfg    Config
 	src    steer.Source
 	sink   Sink
-	pool   *steer.Pool
+	pool   *batch.Pool
 	disp   steer.Dispatcher
-	merger *reorder.Merger[*steer.Batch]
-	in     []chan *steer.Batch // per-worker input queues
-	out    chan *steer.Batch   // fan-in to the output goroutine (no merger)
+	merger *reorder.Merger[*batch.Batch]
+	in     []chan *batch.Batch // per-worker input queues
+	out    chan *batch.Batch   // fan-in to the output goroutine (no merger)
 
 	workers []workerCounters // per worker, written by that worker
 
@@ -138,7 +139,7 @@ func New(src steer.Source, sink Sink, cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("create engine: %w", err)
 		}
 	}
-	pool, err := steer.NewPool(cfg.Pool, cfg.Batch)
+	pool, err := batch.NewPool(cfg.Pool, cfg.Batch)
 	if err != nil {
 		return nil, fmt.Errorf("create engine: %w", err)
 	}
@@ -156,33 +157,33 @@ func New(src steer.Source, sink Sink, cfg Config) (*Engine, error) {
 	}
 	switch cfg.Policy {
 	case steer.Single:
-		e.disp.Send = func(_ int, b *steer.Batch) {
+		e.disp.Send = func(_ int, b *batch.Batch) {
 			e.process(0, b)
 			e.output(b)
 		}
 	case steer.Pipeline:
-		e.out = make(chan *steer.Batch, cfg.Depth)
-		e.disp.Send = func(_ int, b *steer.Batch) {
+		e.out = make(chan *batch.Batch, cfg.Depth)
+		e.disp.Send = func(_ int, b *batch.Batch) {
 			e.process(0, b)
 			e.out <- b
 		}
 	default:
-		e.in = make([]chan *steer.Batch, cfg.Workers)
+		e.in = make([]chan *batch.Batch, cfg.Workers)
 		for i := range e.in {
-			e.in[i] = make(chan *steer.Batch, cfg.Depth)
+			e.in[i] = make(chan *batch.Batch, cfg.Depth)
 		}
 		if cfg.Policy == steer.Microflow && !cfg.Unordered {
-			e.merger, err = reorder.New[*steer.Batch](cfg.Workers, cfg.Depth, cfg.Pool)
+			e.merger, err = reorder.New[*batch.Batch](cfg.Workers, cfg.Depth, cfg.Pool)
 			if err != nil {
 				return nil, fmt.Errorf("create engine: %w", err)
 			}
-			e.disp.Send = func(w int, b *steer.Batch) {
+			e.disp.Send = func(w int, b *batch.Batch) {
 				e.merger.Assign(w)
 				e.in[w] <- b
 			}
 		} else {
-			e.out = make(chan *steer.Batch, cfg.Depth*cfg.Workers)
-			e.disp.Send = func(w int, b *steer.Batch) { e.in[w] <- b }
+			e.out = make(chan *batch.Batch, cfg.Depth*cfg.Workers)
+			e.disp.Send = func(w int, b *batch.Batch) { e.in[w] <- b }
 		}
 		if cfg.LeastLoaded && cfg.Policy == steer.Microflow {
 			e.disp.Load = func(w int) int { return len(e.in[w]) }
@@ -307,7 +308,7 @@ func (e *Engine) work(w int) {
 
 // process runs the stages on b and sets aside its dropped frames, counting
 // them by reason. The batch moves on even when every frame was dropped.
-func (e *Engine) process(w int, b *steer.Batch) {
+func (e *Engine) process(w int, b *batch.Batch) {
 	b.Begin()
 	for _, s := range e.cfg.Stages {
 		s.Process(b)
@@ -326,7 +327,7 @@ func (e *Engine) process(w int, b *steer.Batch) {
 
 // output writes b's delivered frames to the sink, returns all of its frames
 // to the source and the batch to the pool.
-func (e *Engine) output(b *steer.Batch) {
+func (e *Engine) output(b *batch.Batch) {
 	if b.Delivered > 0 {
 		if err := e.sink.Write(b); err != nil {
 			e.sinkDrops.Add(uint64(b.Delivered))
@@ -339,7 +340,7 @@ func (e *Engine) output(b *steer.Batch) {
 			e.delivered.Add(uint64(b.Delivered))
 		}
 	}
-	e.src.Release(b.Frames[:b.N])
+	e.src.Release(b.Handles[:b.N])
 	e.released.Add(uint64(b.N))
 	e.pool.Put(b)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mflow/batch"
 	"mflow/dataplane/memio"
 	"mflow/steer"
 	"mflow/vxlan"
@@ -27,7 +28,7 @@ type delayStage struct {
 	hold     chan struct{} // if set, batch stallSeq waits for it to close
 }
 
-func (s *delayStage) Process(b *steer.Batch) {
+func (s *delayStage) Process(b *batch.Batch) {
 	if b.Seq == s.stallSeq {
 		if s.hold != nil {
 			<-s.hold
@@ -369,7 +370,7 @@ func TestSinkErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var failed atomic.Uint64
-	sink := &memio.Sink{Fail: func(b *steer.Batch) error {
+	sink := &memio.Sink{Fail: func(b *batch.Batch) error {
 		if b.Seq%3 == 0 {
 			failed.Add(uint64(b.Delivered))
 			return errors.New("write tap: device gone")

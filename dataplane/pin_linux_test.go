@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"mflow/batch"
 	"mflow/dataplane/memio"
 	"mflow/steer"
 )
@@ -20,7 +21,7 @@ type affinityStage struct {
 	notPinned atomic.Int32
 }
 
-func (s *affinityStage) Process(b *steer.Batch) {
+func (s *affinityStage) Process(b *batch.Batch) {
 	if b.Worker != 0 {
 		return
 	}

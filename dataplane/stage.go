@@ -1,14 +1,15 @@
 package dataplane
 
 import (
+	"mflow/batch"
 	"mflow/internal/csum"
 
-	"mflow/steer"
 	"mflow/vxlan"
 )
 
 // Stage is one step of per-packet work that a worker applies to a batch in
-// place (decap, a checksum, later GRO).
+// place (decap, a checksum). GRO-like merging is not a stage: the TAP
+// sink does it when it writes (tap.Device.WriteCoalesced).
 //
 // Before the first stage, every frame i < b.N has Out[i] == Frames[i] and
 // Reason[i] == vxlan.Deliver. A stage looks only at frames i < b.N whose
@@ -17,12 +18,13 @@ import (
 // reorder frames or keep references to them. Workers call Process
 // concurrently, so a Stage must be safe for concurrent use.
 type Stage interface {
-	Process(b *steer.Batch)
+	Process(b *batch.Batch)
 }
 
 // DecapStage validates and decapsulates VxLAN frames: Out[i] becomes the
-// inner Ethernet frame (a sub-slice, no copy), VNI[i] its network, and a
-// malformed frame is dropped with the decoder's verdict as reason.
+// inner Ethernet frame (a sub-slice, no copy), Offset[i] where it starts
+// in Frames[i], VNI[i] its network, and a malformed frame is dropped with
+// the decoder's verdict as reason.
 //
 // The zero value is usable (the zero vxlan.Decoder: port 4789). It is safe
 // for concurrent use as long as Decoder is not modified.
@@ -31,13 +33,17 @@ type DecapStage struct {
 }
 
 // Process decapsulates every frame of b that is still to be delivered.
-func (s *DecapStage) Process(b *steer.Batch) {
+func (s *DecapStage) Process(b *batch.Batch) {
 	for i := range b.N {
 		if b.Reason[i] != vxlan.Deliver {
 			continue
 		}
-		inner, vni, _, r := s.Decoder.Decap(b.Out[i])
-		b.Out[i], b.VNI[i], b.Reason[i] = inner, vni, r
+		frame := b.Out[i]
+		inner, vni, _, r := s.Decoder.Decap(frame)
+		b.VNI[i], b.Reason[i] = vni, r
+		if r == vxlan.Deliver {
+			b.Out[i], b.Offset[i] = inner, b.Offset[i]+uint32(vxlan.InnerOffset(frame))
+		}
 	}
 }
 
@@ -51,7 +57,7 @@ type ChecksumStage struct {
 }
 
 // Process checksums every frame of b that is still to be delivered.
-func (s *ChecksumStage) Process(b *steer.Batch) {
+func (s *ChecksumStage) Process(b *batch.Batch) {
 	rounds := max(s.Rounds, 1)
 	for i := range b.N {
 		if b.Reason[i] != vxlan.Deliver {

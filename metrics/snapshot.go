@@ -1,5 +1,5 @@
-// Package metrics exports mflow's counters (DESIGN §7) in the Prometheus
-// text format and reads them back for `mflow stats`.
+// Package metrics exports mflow's counters (docs/ARCHITECTURE.md §7) in
+// the Prometheus text format and reads them back for `mflow stats`.
 //
 // Data flow:
 //
@@ -75,8 +75,9 @@ type Network struct {
 	KernelDrops uint64
 }
 
-// UMEM is the ownership of one AF_XDP socket's UMEM frames (DESIGN §3):
-// Free + Fill + RX + Stages + TX + Completion == Size.
+// UMEM is the ownership of one AF_XDP socket's UMEM frames
+// (docs/ARCHITECTURE.md §3): Free + Fill + RX + Stages + TX + Completion ==
+// Size.
 type UMEM struct {
 	Queue      int
 	Size       uint64 // frames in the UMEM

@@ -1,6 +1,6 @@
 // Package steer is mflow's dispatcher: it reads frames from a Source in
 // batches and decides which worker handles which frames, following one of
-// the steering policies of DESIGN §4.
+// the steering policies of docs/ARCHITECTURE.md §4.
 //
 // Data flow:
 //
@@ -28,9 +28,11 @@ package steer
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
 	"io"
+	"mflow/batch"
 	"sync/atomic"
 
 	"mflow/vxlan"
@@ -39,7 +41,7 @@ import (
 // Policy is a steering policy. The zero value is Single.
 type Policy uint8
 
-// The steering policies of DESIGN §4.
+// The steering policies of docs/ARCHITECTURE.md §4.
 const (
 	// Single: one goroutine reads, processes and writes, in order.
 	Single Policy = iota
@@ -95,10 +97,11 @@ type Source interface {
 	// lent to the caller until Release. When no frame can come it returns
 	// 0 and an error: io.EOF at the end of a finite source, the context's
 	// error when ctx is done.
-	Read(ctx context.Context, dst [][]byte) (n int, err error)
-	// Release gives frames back to the source. It must not retain the
-	// slice frames itself.
-	Release(frames [][]byte)
+	// handles[i] receives frame i's handle, which Release takes back.
+	Read(ctx context.Context, dst [][]byte, handles []batch.Handle) (n int, err error)
+	// Release gives frames back to the source by their handles. It must
+	// not retain the slice handles itself.
+	Release(handles []batch.Handle)
 }
 
 // Dispatcher reads batches from a Source and hands them to workers.
@@ -113,12 +116,12 @@ type Dispatcher struct {
 	// Pipeline).
 	Workers int
 	// Pool provides the batches; its batch capacity is the micro-flow size.
-	Pool *Pool
+	Pool *batch.Pool
 	// Source provides the frames.
 	Source Source
 	// Send hands batch b to worker w; it may block (back-pressure). It
 	// owns b from then on. Send is called from Run's goroutine only.
-	Send func(w int, b *Batch)
+	Send func(w int, b *batch.Batch)
 	// Load, if set, returns how many batches worker w has queued;
 	// Microflow then sends each micro-flow to the least loaded worker
 	// (ties go round robin) instead of k mod N.
@@ -162,7 +165,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return err
 }
 
-func (d *Dispatcher) send(w int, b *Batch) {
+func (d *Dispatcher) send(w int, b *batch.Batch) {
 	b.Seq = d.seq
 	b.Worker = w
 	d.seq++
@@ -178,7 +181,7 @@ func (d *Dispatcher) runBatches(ctx context.Context, n int) error {
 		if err != nil {
 			return nil
 		}
-		k, err := d.Source.Read(ctx, b.Frames)
+		k, err := d.Source.Read(ctx, b.Frames, b.Handles)
 		b.N = k
 		if k == 0 {
 			d.Pool.Put(b)
@@ -226,18 +229,19 @@ func (d *Dispatcher) runFlow(ctx context.Context, n int) error {
 		hash = outerHash
 	}
 	scratch := make([][]byte, d.Pool.BatchCap())
-	pend := make([]*Batch, n)
+	handles := make([]batch.Handle, d.Pool.BatchCap())
+	pend := make([]*batch.Batch, n)
 	for ctx.Err() == nil {
-		k, err := d.Source.Read(ctx, scratch)
+		k, err := d.Source.Read(ctx, scratch, handles)
 		d.received.Add(uint64(k))
-		for _, f := range scratch[:k] {
+		for i, f := range scratch[:k] {
 			w := int(uint64(hash(f)) * uint64(n) >> 32)
 			b := pend[w]
 			if b == nil {
 				b = d.pendingBatch(pend)
 				pend[w] = b
 			}
-			b.Frames[b.N] = f
+			b.Frames[b.N], b.Handles[b.N] = f, handles[i]
 			b.N++
 			if b.N == b.Cap() {
 				d.send(w, b)
@@ -262,11 +266,9 @@ func (d *Dispatcher) runFlow(ctx context.Context, n int) error {
 // sends the partial batches it holds, so that a small pool cannot deadlock,
 // then waits even if ctx is done: frames already read are never abandoned,
 // and batches in flight always come back.
-func (d *Dispatcher) pendingBatch(pend []*Batch) *Batch {
-	select {
-	case b := <-d.Pool.free:
+func (d *Dispatcher) pendingBatch(pend []*batch.Batch) *batch.Batch {
+	if b, ok := d.Pool.TryGet(); ok {
 		return b
-	default:
 	}
 	for w, b := range pend {
 		if b != nil {
@@ -274,7 +276,7 @@ func (d *Dispatcher) pendingBatch(pend []*Batch) *Batch {
 			pend[w] = nil
 		}
 	}
-	return d.Pool.get()
+	return d.Pool.Wait()
 }
 
 func outerHash(frame []byte) uint32 { return vxlan.OuterHash(frame, 0) }

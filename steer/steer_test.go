@@ -7,9 +7,9 @@ import (
 	"io"
 	"testing"
 
+	"mflow/batch"
 	"mflow/dataplane/memio"
 	"mflow/steer"
-	"mflow/vxlan"
 )
 
 func TestParsePolicy(t *testing.T) {
@@ -53,7 +53,7 @@ func dispatch(t *testing.T, d *steer.Dispatcher, src *memio.Source) []sent {
 	t.Helper()
 	var got []sent
 	d.Source = src
-	d.Send = func(w int, b *steer.Batch) {
+	d.Send = func(w int, b *batch.Batch) {
 		s := sent{w: w, seq: b.Seq, n: b.N}
 		if b.Worker != w {
 			t.Errorf("batch %d: Worker %d, sent to %d", b.Seq, b.Worker, w)
@@ -62,7 +62,7 @@ func dispatch(t *testing.T, d *steer.Dispatcher, src *memio.Source) []sent {
 			s.nums = append(s.nums, binary.BigEndian.Uint64(f))
 		}
 		got = append(got, s)
-		src.Release(b.Frames[:b.N])
+		src.Release(b.Handles[:b.N])
 		d.Pool.Put(b)
 	}
 	if err := d.Run(context.Background()); err != nil {
@@ -75,7 +75,7 @@ func dispatch(t *testing.T, d *steer.Dispatcher, src *memio.Source) []sent {
 }
 
 func TestMicroflowRoundRobin(t *testing.T) {
-	pool, _ := steer.NewPool(4, 10)
+	pool, _ := batch.NewPool(4, 10)
 	// Bursts of 7 frames: batches of 10 are never filled, each read is
 	// flushed at once (never wait to fill a batch).
 	d := &steer.Dispatcher{Policy: steer.Microflow, Workers: 3, Pool: pool}
@@ -108,7 +108,7 @@ func TestMicroflowRoundRobin(t *testing.T) {
 }
 
 func TestMicroflowLeastLoaded(t *testing.T) {
-	pool, _ := steer.NewPool(4, 10)
+	pool, _ := batch.NewPool(4, 10)
 	load := []int{5, 0, 3}
 	d := &steer.Dispatcher{Policy: steer.Microflow, Workers: 3, Pool: pool, Load: func(w int) int { return load[w] }}
 	for _, s := range dispatch(t, d, numbered(t, 50, 0)) {
@@ -120,7 +120,7 @@ func TestMicroflowLeastLoaded(t *testing.T) {
 
 func TestSingleUsesOneWorker(t *testing.T) {
 	for _, p := range []steer.Policy{steer.Single, steer.Pipeline} {
-		pool, _ := steer.NewPool(2, 16)
+		pool, _ := batch.NewPool(2, 16)
 		d := &steer.Dispatcher{Policy: p, Workers: 4, Pool: pool}
 		for _, s := range dispatch(t, d, numbered(t, 100, 0)) {
 			if s.w != 0 {
@@ -132,7 +132,7 @@ func TestSingleUsesOneWorker(t *testing.T) {
 
 func TestFlowSticks(t *testing.T) {
 	// A pool smaller than the number of workers must not deadlock.
-	pool, _ := steer.NewPool(2, 8)
+	pool, _ := batch.NewPool(2, 8)
 	hash := func(f []byte) uint32 { return uint32(binary.BigEndian.Uint64(f)%5) * 0x33333333 }
 	d := &steer.Dispatcher{Policy: steer.Flow, Workers: 4, Pool: pool, Hash: hash}
 	got := dispatch(t, d, numbered(t, 1000, 0))
@@ -170,50 +170,25 @@ func TestFlowSticks(t *testing.T) {
 
 type failingSource struct{ err error }
 
-func (s failingSource) Read(context.Context, [][]byte) (int, error) { return 0, s.err }
-func (failingSource) Release([][]byte)                              {}
+func (s failingSource) Read(context.Context, [][]byte, []batch.Handle) (int, error) {
+	return 0, s.err
+}
+func (failingSource) Release([]batch.Handle) {}
 
 func TestSourceErrors(t *testing.T) {
-	pool, _ := steer.NewPool(1, 4)
+	pool, _ := batch.NewPool(1, 4)
 	boom := errors.New("rx ring broken")
 	for _, p := range []steer.Policy{steer.Microflow, steer.Flow} {
-		d := &steer.Dispatcher{Policy: p, Workers: 2, Pool: pool, Source: failingSource{boom}, Send: func(int, *steer.Batch) {}}
+		d := &steer.Dispatcher{Policy: p, Workers: 2, Pool: pool, Source: failingSource{boom}, Send: func(int, *batch.Batch) {}}
 		if err := d.Run(context.Background()); !errors.Is(err, boom) {
 			t.Errorf("%v: Run = %v, want %v", p, err, boom)
 		}
-		d = &steer.Dispatcher{Policy: p, Workers: 2, Pool: pool, Source: failingSource{io.EOF}, Send: func(int, *steer.Batch) {}}
+		d = &steer.Dispatcher{Policy: p, Workers: 2, Pool: pool, Source: failingSource{io.EOF}, Send: func(int, *batch.Batch) {}}
 		if err := d.Run(context.Background()); err != nil {
 			t.Errorf("%v: Run at EOF = %v, want nil", p, err)
 		}
 	}
 	if pool.Free() != 1 {
 		t.Errorf("pool has %d free batches, want 1", pool.Free())
-	}
-}
-
-func TestPartition(t *testing.T) {
-	b := steer.NewBatch(6)
-	b.N = 6
-	for i := range 6 {
-		b.Frames[i] = []byte{byte(i)}
-	}
-	b.Begin()
-	b.Reason[1] = vxlan.DropShort
-	b.Reason[2] = vxlan.DropPort
-	b.Reason[4] = vxlan.DropShort
-	var drops [vxlan.NumReasons]uint64
-	if n := b.Partition(&drops); n != 3 || b.Delivered != 3 {
-		t.Fatalf("Partition dropped %d, Delivered %d; want 3, 3", n, b.Delivered)
-	}
-	for i, want := range []byte{0, 3, 5} {
-		if b.Frames[i][0] != want || b.Out[i][0] != want || b.Reason[i] != vxlan.Deliver {
-			t.Errorf("delivered[%d] = frame %d out %d reason %v, want %d", i, b.Frames[i][0], b.Out[i][0], b.Reason[i], want)
-		}
-	}
-	if drops[vxlan.DropShort] != 2 || drops[vxlan.DropPort] != 1 || len(b.Dropped()) != 3 {
-		t.Errorf("drops %v, dropped frames %d", drops, len(b.Dropped()))
-	}
-	if a := testing.AllocsPerRun(100, func() { b.Begin(); b.Reason[2] = vxlan.DropShort; b.Partition(&drops) }); a != 0 {
-		t.Errorf("Begin+Partition allocate %.1f times per batch", a)
 	}
 }

@@ -3,18 +3,13 @@ package tap
 import (
 	"testing"
 
-	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 // benchTAP opens a TAP in a fresh namespace for a benchmark.
 func benchTAP(b *testing.B) *Device {
 	b.Helper()
-	testbed.RequirePrivileges(b)
-	ns, err := testbed.NewNS("tapb")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ns.Close() })
+	ns := testbedtest.NewNS(b, "tapb")
 	var d *Device
 	if err := ns.Do(func() (err error) { d, err = Open(Options{Name: "tap0", MTU: 1500}); return err }); err != nil {
 		b.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"mflow/internal/csum"
+	"mflow/vxlan"
 )
 
 // Coalescing (the decap sink's side of TSO): consecutive TCP/IPv4 segments
@@ -53,18 +54,18 @@ type segInfo struct {
 // options or fragmentation, DF set, ACK and optionally PSH, non-empty
 // payload, valid checksums).
 func parseSegment(frame []byte) (s segInfo, tot int, ok bool) {
-	if len(frame) < 14+20+20 || frame[12] != 0x08 || frame[13] != 0x00 {
+	if len(frame) < vxlan.EthernetLen+vxlan.IPv4MinLen+20 || vxlan.Ethernet(frame).EtherType() != vxlan.EtherTypeIPv4 {
 		return s, 0, false
 	}
-	ip := frame[14:]
-	if ip[0] != 0x45 || ip[9] != protoTCP {
+	ip := vxlan.IPv4(frame[vxlan.EthernetLen:])
+	if ip[0] != 0x45 || ip.Protocol() != vxlan.ProtoTCP { // IPv4 without options
 		return s, 0, false
 	}
-	if ff := binary.BigEndian.Uint16(ip[6:]); ff&0x4000 == 0 || ff&0x3fff != 0 { // DF set; not a fragment
+	if !ip.DF() || ip.IsFragment() {
 		return s, 0, false
 	}
-	tot = int(binary.BigEndian.Uint16(ip[2:]))
-	if tot < 40 || tot > len(ip) {
+	tot = ip.TotalLen()
+	if tot < vxlan.IPv4MinLen+20 || tot > len(ip) {
 		return s, 0, false
 	}
 	tcp := ip[20:tot]
@@ -78,14 +79,14 @@ func parseSegment(frame []byte) (s segInfo, tot int, ok bool) {
 	if s.payload == 0 || s.flags&^tcpFlagPSH != 0x10 { // ACK, optionally PSH; nothing else
 		return s, 0, false
 	}
-	if csum.Fold(csum.Sum(ip[:20], 0)) != 0xffff {
+	if !ip.ChecksumValid() {
 		return s, 0, false
 	}
-	ps := csum.Sum(ip[12:20], 0) + protoTCP + uint64(len(tcp))
+	ps := csum.Sum(ip[12:20], 0) + vxlan.ProtoTCP + uint64(len(tcp))
 	if csum.Fold(csum.Sum(tcp, ps)) != 0xffff {
 		return s, 0, false
 	}
-	return s, 14 + tot, true
+	return s, vxlan.EthernetLen + tot, true
 }
 
 // sameFlow reports whether segment b (with header length thl) may follow
@@ -110,21 +111,21 @@ func sameFlow(a, b []byte, thl int) bool {
 // no IP options, not a fragment, a UDP length that matches the IPv4 one,
 // a non-empty payload and valid checksums (a zero UDP checksum means none).
 func parseDatagram(frame []byte) (payload, tot int, ok bool) {
-	if len(frame) < 14+20+8 || frame[12] != 0x08 || frame[13] != 0x00 {
+	if len(frame) < vxlan.EthernetLen+vxlan.IPv4MinLen+vxlan.UDPLen || vxlan.Ethernet(frame).EtherType() != vxlan.EtherTypeIPv4 {
 		return 0, 0, false
 	}
-	ip := frame[14:]
-	if ip[0] != 0x45 || ip[9] != protoUDP {
+	ip := vxlan.IPv4(frame[vxlan.EthernetLen:])
+	if ip[0] != 0x45 || ip.Protocol() != vxlan.ProtoUDP { // IPv4 without options
 		return 0, 0, false
 	}
-	if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 { // MF or an offset: a fragment
+	if ip.IsFragment() {
 		return 0, 0, false
 	}
-	tot = int(binary.BigEndian.Uint16(ip[2:]))
-	if tot <= 28 || tot > len(ip) || int(binary.BigEndian.Uint16(ip[24:])) != tot-20 {
+	tot = ip.TotalLen()
+	if tot <= vxlan.IPv4MinLen+vxlan.UDPLen || tot > len(ip) || vxlan.UDP(ip[vxlan.IPv4MinLen:]).Length() != tot-vxlan.IPv4MinLen {
 		return 0, 0, false
 	}
-	if csum.Fold(csum.Sum(ip[:20], 0)) != 0xffff {
+	if !ip.ChecksumValid() {
 		return 0, 0, false
 	}
 	udp := ip[20:tot]

@@ -16,8 +16,9 @@
 //	Write (decap sink): one write(2) per frame, the zero virtio_net_hdr
 //	      written into headroom the caller leaves before each frame, so the
 //	      frame is not copied. WriteCoalesced first merges runs of
-//	      consecutive TCP/IPv4 segments of one flow into GSO super-frames
-//	      (one copy, one write(2) per run).
+//	      consecutive TCP/IPv4 segments, or of equal-sized UDP/IPv4
+//	      datagrams, of one flow into GSO super-frames (TCPv4 or UDP_L4;
+//	      one copy, one write(2) per run; rules in coalesce.go).
 //
 // Malformed packets are counted drops with a Reason (Stats), never errors.
 // Segment is pure Go and usable on every platform; the device is Linux only.

@@ -36,7 +36,10 @@ type Device struct {
 	rdStats  Stats // counted during one Read, added to stats at its end
 	readFn   func(fd uintptr) bool
 
+	nl *netlink.Handle // in the device's namespace, for KernelDrops
+
 	// Writer state, owned by the goroutine in Write.
+	group    []keyedFrame // WriteFrames' scratch
 	co       coalescer
 	wrPkts   []wpkt
 	wrI      int
@@ -152,15 +155,21 @@ func Open(o Options) (*Device, error) {
 		return nil, fmt.Errorf("opening tap %s: setting link up: %w", o.Name, err)
 	}
 
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening tap %s: netlink handle: %w", o.Name, err)
+	}
 	file := os.NewFile(uintptr(fd), "/dev/net/tun:"+o.Name)
 	ok = true
 	rc, err := file.SyscallConn()
 	if err != nil {
 		file.Close()
+		nl.Close()
 		return nil, fmt.Errorf("opening tap %s: %w", o.Name, err)
 	}
 	d := &Device{
 		file:    file,
+		nl:      nl,
 		rc:      rc,
 		name:    o.Name,
 		index:   link.Attrs().Index,
@@ -187,7 +196,10 @@ func (d *Device) Offloads() Offloads { return d.offl }
 
 // Close closes the device's file descriptor, which ends a blocked Read or
 // Write with an error. A device that Open created is removed by the kernel.
-func (d *Device) Close() error { return d.file.Close() }
+func (d *Device) Close() error {
+	d.nl.Close()
+	return d.file.Close()
+}
 
 // Stats returns a snapshot of the counters.
 func (d *Device) Stats() Stats {
@@ -313,8 +325,9 @@ func (d *Device) flushReadStats() {
 // and counted in Stats.WriteErrors. Write returns the number of frames
 // consumed (written or dropped) and an error only if the device failed.
 // The cost is one system call per frame (about 2 µs on current kernels);
-// WriteCoalesced reduces it for TCP. Write does not allocate once its
-// internal list has grown to the largest batch.
+// WriteCoalesced reduces it for runs of TCP segments and of UDP
+// datagrams. Write does not allocate once its internal list has grown to
+// the largest batch.
 func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	if offset < VirtioNetHdrLen {
 		return 0, ErrNoHeadroom

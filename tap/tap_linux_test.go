@@ -19,26 +19,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 // newNS makes a namespace for one test (never the root namespace) and
 // removes it, with every link in it, when the test ends.
 func newNS(t *testing.T) *testbed.NS {
 	t.Helper()
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		t.Skipf("needs /dev/net/tun: %v", err)
 	}
-	ns, err := testbed.NewNS("tap")
-	if err != nil {
-		t.Fatalf("creating namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := ns.Close(); err != nil {
-			t.Errorf("deleting namespace: %v", err)
-		}
-	})
-	return ns
+	return testbedtest.NewNS(t, "tap")
 }
 
 func do(t *testing.T, ns *testbed.NS, fn func() error) {

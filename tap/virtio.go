@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"mflow/internal/csum"
+	"mflow/vxlan"
 )
 
 // VirtioNetHdrLen is the length of the virtio_net_hdr that precedes every
@@ -104,11 +105,8 @@ func (r Reason) String() string {
 }
 
 const (
-	etherTypeIPv4 = 0x0800
-	etherTypeIPv6 = 0x86dd
-	etherTypeVLAN = 0x8100
-	protoTCP      = 6
-	protoUDP      = 17
+	protoTCP = 6
+	protoUDP = 17
 
 	tcpFlagFIN = 0x01
 	tcpFlagPSH = 0x08
@@ -185,19 +183,20 @@ func segment(pkt []byte, bufs [][]byte, sizes []int, offset, from int, partial b
 // segmentGSO cuts a TCP or UDP super-frame; see segment.
 func segmentGSO(h *VirtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offset, from int, partial bool) (int, int, Reason) {
 	// Layer 2: Ethernet, optionally one VLAN tag.
-	l3 := 14
-	et := int(frame[12])<<8 | int(frame[13])
-	if et == etherTypeVLAN {
-		if len(frame) < 18 {
+	l3 := vxlan.EthernetLen
+	eth := vxlan.Ethernet(frame)
+	et := eth.EtherType()
+	if et == vxlan.EtherTypeVLAN {
+		if len(frame) < vxlan.EthernetLen+vxlan.VLANTagLen {
 			return 0, 0, DropGSOBadHeaders
 		}
-		l3 = 18
-		et = int(frame[16])<<8 | int(frame[17])
+		l3 += vxlan.VLANTagLen
+		et = eth.InnerType()
 	}
 	// Layer 3: the L4 header starts at CsumStart (the kernel sets it for
 	// every super-frame, and it covers IPv6 extension headers).
 	l4 := int(h.CsumStart)
-	isV4 := et == etherTypeIPv4
+	isV4 := et == vxlan.EtherTypeIPv4
 	var proto byte
 	switch {
 	case isV4:
@@ -208,7 +207,7 @@ func segmentGSO(h *VirtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offse
 			return 0, 0, DropGSOBadHeaders
 		}
 		proto = frame[l3+9]
-	case et == etherTypeIPv6:
+	case et == vxlan.EtherTypeIPv6:
 		if len(frame) < l3+40 || frame[l3]>>4 != 6 || l4 < l3+40 {
 			return 0, 0, DropGSOBadHeaders
 		}

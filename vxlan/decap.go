@@ -218,3 +218,16 @@ func (d *Decoder) Decap(frame []byte) (inner []byte, vni uint32, src [4]byte, r 
 	}
 	return in[:len(in):len(in)], vni, src, Deliver
 }
+
+// InnerOffset returns where the inner frame starts in a frame that Decap
+// delivered (after the outer Ethernet header with its optional VLAN tag,
+// the IPv4 header with its options, UDP and VxLAN): the inner frame is
+// frame[InnerOffset(frame):][:len(inner)]. For any other frame the result
+// means nothing.
+func InnerOffset(frame []byte) int {
+	off := EthernetLen
+	if Ethernet(frame).EtherType() == EtherTypeVLAN {
+		off += VLANTagLen
+	}
+	return off + IPv4(frame[off:]).HeaderLen() + UDPLen + HeaderLen
+}

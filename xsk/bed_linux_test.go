@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 	"mflow/bpf"
 )
 
@@ -53,17 +54,11 @@ type bedOpts struct {
 // test ends.
 func newBed(t testing.TB, o bedOpts) *bed {
 	t.Helper()
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	b := &bed{}
 	var err error
-	if b.host, err = testbed.NewNS("xskh"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.host.Close() })
-	if b.peer, err = testbed.NewNS("xskp"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.peer.Close() })
+	b.host = testbedtest.NewNS(t, "xskh")
+	b.peer = testbedtest.NewNS(t, "xskp")
 	q := max(o.queues, 1)
 	if err := testbed.Veth(b.host, hostLink, b.peer, peerLink, testbed.VethOpts{RxQueues: q, TxQueues: q, NoOffloads: true}); err != nil {
 		t.Fatal(err)

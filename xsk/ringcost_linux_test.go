@@ -5,7 +5,7 @@ package xsk
 // plays the kernel's part in memory (fill ring -> rx ring, same code for
 // both backends), so each op is: fake kernel moves a batch, the backend
 // receives it and gives it back to the fill ring. This is the measurement
-// DESIGN §3 asks for before replacing asavie's ring code.
+// behind the choice of ring backend (docs/ARCHITECTURE.md §3, docs/DECISIONS.md).
 
 import (
 	"reflect"
@@ -16,6 +16,7 @@ import (
 	"github.com/asavie/xdp"
 
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 const ringBatch = 64
@@ -43,12 +44,7 @@ func (k *fakeKernel) move(n uint32) {
 }
 
 func loopbackIndex(b *testing.B) (*testbed.NS, int) {
-	testbed.RequirePrivileges(b)
-	ns, err := testbed.NewNS("xskr")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ns.Close() })
+	ns := testbedtest.NewNS(b, "xskr")
 	idx, err := ns.LinkIndex("lo")
 	if err != nil {
 		b.Fatal(err)

@@ -25,25 +25,10 @@
 // Waiting uses poll(2). Received frames start XDP_PACKET_HEADROOM (256)
 // bytes into their UMEM frame.
 //
-// Backend: the socket and its rings are implemented here directly on
-// golang.org/x/sys/unix (as gVisor's pkg/xdp does) rather than through
-// asavie/xdp v0.3.3. The choice rests on correctness, not speed: wrapping
-// asavie would mean reaching into its unexported fields with reflect to fix
-// its defects: Close leaves the rings mapped, so the socket and its pinned
-// UMEM live on and re-binding the queue fails with EBUSY; a failed bind
-// (e.g. trying zero-copy on a copy-only driver) leaks the same way; bind
-// flags are a package global; the ring flags needed for need_wakeup are not
-// reachable; ring indices use plain loads and stores; Transmit panics on
-// unexpected errnos. Speed does not decide it: BenchmarkRingCost, which
-// plays the kernel's part in memory so that only the user-space ring code
-// is timed (receive a batch of 64, give it back to the fill ring), measures
-// 5–7 ns per packet for both this code (with its ownership checks and
-// mutex) and asavie's Receive/Fill on the 2-core VM (four runs each: 5.6–7.4
-// against 5.6–6.2 ns; the spread is the VM's), and the end-to-end
-// BenchmarkReceive and BenchmarkReceiveAsavie (live-frames generator,
-// 128-byte frames, veth copy mode) differ only by noise; asavie's ring code
-// is not 20% slower (DESIGN §3). asavie/xdp stays in go.mod for these
-// benchmarks.
+// The socket and its rings are implemented here directly on
+// golang.org/x/sys/unix; github.com/asavie/xdp is used only by the
+// comparison benchmarks in the tests. Why, with the ring-cost measurements
+// and the commands that reproduce them: docs/DECISIONS.md.
 //
 // Linux only; on other systems Open returns ErrUnsupported. The package
 // xsktest provides an in-memory Queue for tests without root.
@@ -247,9 +232,6 @@ type Queue interface {
 	Receive(descs []Desc) int
 	// Frame returns the bytes of d, aliasing UMEM (no copy).
 	Frame(d Desc) []byte
-	// DescOf returns the descriptor of a slice obtained from Frame (or a
-	// sub-slice of one), or false if it does not point into this UMEM.
-	DescOf(frame []byte) (Desc, bool)
 	// Release gives received (or allocated) frames back for receiving.
 	Release(descs []Desc)
 	// Fill moves up to limit free frames into the fill ring.
@@ -267,6 +249,9 @@ type Queue interface {
 	// Poll waits up to timeout (negative: forever) until frames were
 	// received or sent, and reports whether any were.
 	Poll(timeout time.Duration) (bool, error)
+	// PollRx is Poll for a receiver that shares the socket with a
+	// sender: it waits for received frames only.
+	PollRx(timeout time.Duration) (bool, error)
 	// Stats returns the counters.
 	Stats() (Stats, error)
 	// Accounting returns where the frames are.

@@ -33,9 +33,6 @@ func (s *Socket) Options() Options { return Options{} }
 // Frame returns nil on this system.
 func (s *Socket) Frame(d Desc) []byte { return nil }
 
-// DescOf returns false on this system.
-func (s *Socket) DescOf(frame []byte) (Desc, bool) { return Desc{}, false }
-
 // Receive returns 0 on this system.
 func (s *Socket) Receive(descs []Desc) int { return 0 }
 

@@ -1,4 +1,4 @@
-// Package demo is `mflow demo`: it builds the DESIGN §8 testbed twice, once
+// Package demo is `mflow demo`: it builds the docs/ARCHITECTURE.md §8 testbed twice, once
 // with mflow as the host's VTEP (in-process, serving the host namespace)
 // and once with the kernel's own VxLAN device there, runs the same traffic
 // through both (ping both ways, a TCP stream, a UDP stream with sequence

@@ -18,13 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// XDP verdicts.
-const (
-	xdpDrop = 1
-	xdpPass = 2
-	xdpTX   = 3
-)
-
 // Maximum frame length in live-frames mode: a page minus the runner's
 // headroom (XDP_PACKET_HEADROOM and its page header) and tailroom
 // (skb_shared_info); the kernel rejects longer input with EINVAL.
@@ -363,18 +356,11 @@ func monotonicNow() uint64 {
 	return uint64(ts.Nano())
 }
 
-// Run transmits frame out of ifname (in namespace ns; nil, not a nil
-// *testbed.NS, means the caller's) as o says, and reports what it sent.
-// It returns when Count packets are sent, when ctx is done (then with a nil
-// error: stopping is the normal end of an unbounded run) or on the first
-// error. The kernel copies the frame once per page; Run does not modify it.
-// Safe for concurrent use (each Run loads its own program).
-//
-// Each thread loops on its own: read the shared counter, sleep if paced
-// and ahead of schedule, run the program for up to Chunk packets. The
-// threads never wait for each other, and the limit in the map makes the
-// total exact whatever the interleaving.
-func Run(ctx context.Context, ns Namespace, ifname string, frame []byte, o Options) (Stats, error) {
+// run is Run on Linux. Each thread loops on its own: read the shared
+// counter, sleep if paced and ahead of schedule, run the program for up to
+// Chunk packets. The threads never wait for each other, and the limit in
+// the map makes the total exact whatever the interleaving.
+func run(ctx context.Context, ns Namespace, ifname string, frame []byte, o Options) (Stats, error) {
 	if err := o.check(len(frame)); err != nil {
 		return Stats{}, err
 	}
@@ -518,20 +504,8 @@ func generate(ctx context.Context, g *generator, run *ebpf.RunOptions, cpu int, 
 	return nil
 }
 
-// AttachPass attaches an XDP program that passes every packet to ifname in
-// ns (nil: the caller's namespace), which makes a veth end run NAPI and so
-// accept frames sent with XDP_TX/redirect from its peer. Close detaches it;
-// it is also detached when the process exits (bpf_link).
-func AttachPass(ns Namespace, ifname string) (io.Closer, error) {
-	return attachVerdict(ns, ifname, xdpPass)
-}
-
-// AttachDrop is AttachPass with a program that drops every packet: the
-// receiver's cheapest possible work, for measuring the generator's ceiling.
-func AttachDrop(ns Namespace, ifname string) (io.Closer, error) {
-	return attachVerdict(ns, ifname, xdpDrop)
-}
-
+// attachVerdict attaches to ifname in ns an XDP program that returns
+// verdict for every packet (see AttachPass).
 func attachVerdict(ns Namespace, ifname string, verdict int32) (io.Closer, error) {
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name: "mflow_verdict",

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 // wire is a veth pair between two fresh namespaces: tx in a, rx in b, with
@@ -30,17 +31,11 @@ func newWire(t testing.TB, size int) *wire {
 
 func newWireWith(t testing.TB, size, queues int, attach func(Namespace, string) (io.Closer, error)) *wire {
 	t.Helper()
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	w := &wire{rxName: "rx0"}
 	var err error
-	if w.a, err = testbed.NewNS("gena"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.a.Close() })
-	if w.b, err = testbed.NewNS("genb"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.b.Close() })
+	w.a = testbedtest.NewNS(t, "gena")
+	w.b = testbedtest.NewNS(t, "genb")
 	// No IPv6 chatter (router solicitations, MLD) in the receiver's counters.
 	for _, ns := range []*testbed.NS{w.a, w.b} {
 		if err := ns.DisableIPv6(); err != nil {

@@ -7,13 +7,8 @@ import (
 	"io"
 )
 
-// Run is unsupported outside Linux.
-func Run(ctx context.Context, ns Namespace, ifname string, frame []byte, o Options) (Stats, error) {
+func run(context.Context, Namespace, string, []byte, Options) (Stats, error) {
 	return Stats{}, ErrUnsupported
 }
 
-// AttachPass is unsupported outside Linux.
-func AttachPass(ns Namespace, ifname string) (io.Closer, error) { return nil, ErrUnsupported }
-
-// AttachDrop is unsupported outside Linux.
-func AttachDrop(ns Namespace, ifname string) (io.Closer, error) { return nil, ErrUnsupported }
+func attachVerdict(Namespace, string, int32) (io.Closer, error) { return nil, ErrUnsupported }

@@ -10,7 +10,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
-	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 // TestFetchAddEncoding checks the wire encoding of the sequence counter's
@@ -39,7 +39,7 @@ func TestFetchAddEncoding(t *testing.T) {
 // returns XDP_TX and stamps consecutive sequence numbers and flows until the
 // limit, then XDP_DROP without writing (what makes restarted runs harmless).
 func TestProgramLimit(t *testing.T) {
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	frame := make([]byte, 64)
 	o := Options{SeqOffset: 40, TimeOffset: 48, FlowOffsets: []int{34, 36}, Flows: [][]uint16{{1, 2}, {3, 4}, {5, 6}}}
 	if err := o.check(len(frame)); err != nil {
@@ -96,7 +96,7 @@ func TestProgramLimit(t *testing.T) {
 // dropped, never written past its end (the bounds check the verifier
 // demands is also the program's logic).
 func TestProgramShortFrame(t *testing.T) {
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	o := Options{SeqOffset: 100}
 	g, err := newGenerator(&o)
 	if err != nil {
@@ -125,7 +125,7 @@ func monotonic(t *testing.T) int64 {
 // time (base + seq*interval), as its timestamp shows; a packet due beyond
 // the spin bound goes out anyway after at most the bound.
 func TestProgramPacing(t *testing.T) {
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	o := Options{SeqOffset: 40, TimeOffset: 48, Rate: 1000}
 	g, err := newGenerator(&o)
 	if err != nil {

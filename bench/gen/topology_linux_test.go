@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 // kernelPath builds the kernel-VxLAN testbed with an XDP_PASS program on
@@ -17,7 +18,7 @@ import (
 // peer to the container's UDP port.
 func kernelPath(t testing.TB, size int, port int) (*testbed.Topology, Frame, *net.UDPConn) {
 	t.Helper()
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	topo, err := testbed.Build(context.Background(), testbed.Options{Prefix: "gent", HostVxLAN: true})
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,5 @@
 // Package harness is `mflow bench`: it measures mflow against the kernel's
-// VxLAN side by side on the namespaced testbed of DESIGN §8 and reproduces
+// VxLAN side by side on the namespaced testbed of docs/ARCHITECTURE.md §8 and reproduces
 // the shape of the paper's figures (message size, Fig. 8a; batch size vs.
 // out-of-order deliveries without the merger, Fig. 7; latency under load,
 // Fig. 9; number of flows, Fig. 10; workers 1..N).

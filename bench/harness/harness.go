@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"mflow/bench/traffic"
 	"mflow/config"
 )
 
@@ -416,7 +417,7 @@ func (o *Options) fill() error {
 		}
 	}
 	for _, s := range o.TCPSizes {
-		if s < 1 || s > 1<<24 {
+		if s < 1 || s > traffic.MaxWrite {
 			return fmt.Errorf("checking options: TCP message size %d outside [1, 16 MiB]", s)
 		}
 	}

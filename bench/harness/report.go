@@ -46,7 +46,7 @@ func dirArrow(d string) string {
 
 // TCP clients of the TCP steps.
 const (
-	ClientBuiltin = "builtin" // the harness's own sender and receiver (bulk_linux.go)
+	ClientBuiltin = "builtin" // the harness's own sender and receiver (traffic.Bulk)
 	ClientIperf3  = "iperf3"  // iperf3 from the PATH, as a user would run it
 )
 

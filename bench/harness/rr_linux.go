@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mflow/bench/testbed"
+	"mflow/bench/traffic"
 )
 
 // Request/response like netperf's TCP_RR and UDP_RR: one connection (one
@@ -42,17 +43,17 @@ func rr(ctx context.Context, proto string, client, server *testbed.NS, addr neti
 }
 
 func tcpRR(ctx context.Context, client, server *testbed.NS, addr netip.AddrPort, size int, d time.Duration) (rrResult, error) {
-	ln, err := listenTCP(server, addr, 5*time.Second)
+	ln, err := traffic.ListenTCP(server, addr, 5*time.Second)
 	if err != nil {
 		return rrResult{}, fmt.Errorf("listening: %w", err)
 	}
-	defer ln.close()
+	defer ln.Close()
 	srvDone := make(chan error, 1)
-	srvConn := make(chan rawSock, 1)
+	srvConn := make(chan traffic.Sock, 1)
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		c, err := ln.accept(true)
+		c, err := ln.Accept(true)
 		if err != nil {
 			srvConn <- -1
 			srvDone <- err
@@ -61,24 +62,24 @@ func tcpRR(ctx context.Context, client, server *testbed.NS, addr netip.AddrPort,
 		srvConn <- c
 		buf := make([]byte, size)
 		for {
-			if err := c.readFull(buf); err != nil {
+			if err := c.ReadFull(buf); err != nil {
 				srvDone <- nil // the client closed (or the step ended)
 				return
 			}
-			if err := c.writeFull(buf); err != nil {
+			if err := c.WriteFull(buf); err != nil {
 				srvDone <- fmt.Errorf("server: %w", err)
 				return
 			}
 		}
 	}()
-	c, err := dialTCP(client, addr, true, 5*time.Second)
+	c, err := traffic.DialTCP(client, addr, true, 5*time.Second)
 	if err != nil {
 		return rrResult{}, err
 	}
-	defer c.close()
+	defer c.Close()
 	sc := <-srvConn
 	if sc >= 0 {
-		defer sc.close()
+		defer sc.Close()
 	}
 	stop := context.AfterFunc(ctx, func() { unix.Shutdown(int(c), unix.SHUT_RDWR) })
 	defer stop()
@@ -95,11 +96,11 @@ func tcpRR(ctx context.Context, client, server *testbed.NS, addr netip.AddrPort,
 		if t0 >= end {
 			break
 		}
-		if err := c.writeFull(req); err != nil {
+		if err := c.WriteFull(req); err != nil {
 			cerr = fmt.Errorf("client send: %w", err)
 			break
 		}
-		if err := c.readFull(resp); err != nil {
+		if err := c.ReadFull(resp); err != nil {
 			cerr = fmt.Errorf("client receive: %w", err)
 			break
 		}
@@ -135,11 +136,11 @@ func tcpRR(ctx context.Context, client, server *testbed.NS, addr netip.AddrPort,
 }
 
 func udpRR(ctx context.Context, client, server *testbed.NS, addr netip.AddrPort, size int, d time.Duration) (rrResult, error) {
-	srv, err := openSock(server, unix.SOCK_DGRAM, addr, 200*time.Millisecond)
+	srv, err := traffic.OpenSock(server, unix.SOCK_DGRAM, addr, 200*time.Millisecond)
 	if err != nil {
 		return rrResult{}, fmt.Errorf("server: %w", err)
 	}
-	defer srv.close()
+	defer srv.Close()
 	quit := make(chan struct{})
 	srvDone := make(chan error, 1)
 	go func() {
@@ -168,12 +169,12 @@ func udpRR(ctx context.Context, client, server *testbed.NS, addr netip.AddrPort,
 		close(quit)
 		<-srvDone
 	}()
-	c, err := openSock(client, unix.SOCK_DGRAM, netip.AddrPort{}, rrUDPTimeout)
+	c, err := traffic.OpenSock(client, unix.SOCK_DGRAM, netip.AddrPort{}, rrUDPTimeout)
 	if err != nil {
 		return rrResult{}, fmt.Errorf("client: %w", err)
 	}
-	defer c.close()
-	if err := unix.Connect(int(c), sockaddr(addr)); err != nil {
+	defer c.Close()
+	if err := c.Connect(addr); err != nil {
 		return rrResult{}, fmt.Errorf("client: connect: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { unix.Shutdown(int(c), unix.SHUT_RDWR) })

@@ -292,10 +292,15 @@ func busyCores(cs []CoreUsage) float64 {
 	return busy
 }
 
+// tcpCheckEvery is the stride of the reads the built-in TCP client's
+// receiver checks in full; it checks the others at their edges, so that
+// the check does not limit the goodput (traffic.BulkOptions.CheckEvery).
+const tcpCheckEvery = 8
+
 // tcp runs one repetition of a TCP step: s.Flows streams in direction
 // s.Dir for the step's duration with the step's client, writes of s.Size
-// bytes. The built-in client checks what arrives (bulk_linux.go); a step
-// whose streams arrive altered or short fails.
+// bytes. The built-in client (traffic.Bulk) checks what arrives, sampled
+// (see tcpCheckEvery); a step whose streams arrive altered or short fails.
 func (e *env) tcp(ctx context.Context, s Step) (Sample, error) {
 	from, to, toIP := e.ends(s.dir())
 	addr := netip.AddrPortFrom(toIP, tcpPort)
@@ -307,7 +312,7 @@ func (e *env) tcp(ctx context.Context, s Step) (Sample, error) {
 			return Sample{}, err
 		}
 	} else {
-		r, err := tcpBulk(ctx, from, to, addr, max(s.Flows, 1), s.Size, e.o.Duration)
+		r, err := traffic.Bulk(ctx, from, to, addr, traffic.BulkOptions{Streams: max(s.Flows, 1), Size: s.Size, Duration: e.o.Duration, CheckEvery: tcpCheckEvery})
 		if err != nil {
 			return Sample{}, err
 		}
@@ -326,7 +331,7 @@ func (e *env) tcp(ctx context.Context, s Step) (Sample, error) {
 func (e *env) rr(ctx context.Context, s Step) (Sample, error) {
 	peer, ctr, ctrAddr := e.ends(DirDecap)
 	var (
-		load    bulkResult
+		load    traffic.BulkResult
 		loadErr error
 		loadWG  sync.WaitGroup
 	)
@@ -335,7 +340,7 @@ func (e *env) rr(ctx context.Context, s Step) (Sample, error) {
 		loadWG.Add(1)
 		go func() {
 			defer loadWG.Done()
-			load, loadErr = tcpBulk(ctx, from, to, netip.AddrPortFrom(toIP, loadPort), 1, 128<<10, e.o.Duration+300*time.Millisecond)
+			load, loadErr = traffic.Bulk(ctx, from, to, netip.AddrPortFrom(toIP, loadPort), traffic.BulkOptions{Size: 128 << 10, Duration: e.o.Duration + 300*time.Millisecond, CheckEvery: tcpCheckEvery})
 		}()
 		time.Sleep(150 * time.Millisecond) // let the stream reach its rate
 	}

@@ -1,4 +1,4 @@
-// Package testbed builds the namespaced network of DESIGN §8 for tests,
+// Package testbed builds the namespaced network of docs/ARCHITECTURE.md §8 for tests,
 // `mflow demo` and `mflow bench`, using only netlink and ioctls (no iproute2,
 // no ethtool binary), so that it works from one static CGO_ENABLED=0 binary.
 //
@@ -14,7 +14,7 @@
 //	                                           must run in the namespace
 //	ns.Close()                                 deletes the namespace and its links
 //
-// [Build] assembles the whole DESIGN §8 topology from these pieces (peer
+// [Build] assembles the whole docs/ARCHITECTURE.md §8 topology from these pieces (peer
 // with the kernel's VxLAN, host with bridge br42 and either the kernel's
 // VxLAN or room for mflow's TAP, container), and [Topology.Close] or
 // [CloseOnSignal] removes it. [NS.SetRPS] reaches a namespace's sysfs (for

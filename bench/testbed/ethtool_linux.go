@@ -8,33 +8,42 @@ import (
 	"mflow/internal/ethtool"
 )
 
+// offload is one field of Offloads and its legacy ethtool commands.
+type offload struct {
+	what     string
+	get, set uint32
+	on       *bool
+}
+
+// offloads returns the fields of o with their commands.
+func offloads(o *Offloads) []offload {
+	return []offload{
+		{"TSO", unix.ETHTOOL_GTSO, unix.ETHTOOL_STSO, &o.TSO},
+		{"GSO", unix.ETHTOOL_GGSO, unix.ETHTOOL_SGSO, &o.GSO},
+		{"GRO", unix.ETHTOOL_GGRO, unix.ETHTOOL_SGRO, &o.GRO},
+		{"TX checksumming", unix.ETHTOOL_GTXCSUM, unix.ETHTOOL_STXCSUM, &o.TxCsum},
+	}
+}
+
+// withEthtool runs fn with an ethtool socket opened inside the namespace.
+func (ns *NS) withEthtool(fn func(s *ethtool.Socket) error) error {
+	return ns.Do(func() error {
+		s, err := ethtool.Open()
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return fn(s)
+	})
+}
+
 // SetOffloads sets TSO, GSO, GRO and TX checksumming of link name as o says. It talks to the
 // kernel through an ioctl on a socket opened inside the namespace.
 func (ns *NS) SetOffloads(name string, o Offloads) error {
-	b := func(on bool) uint32 {
-		if on {
-			return 1
-		}
-		return 0
-	}
-	err := ns.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("opening ioctl socket: %w", err)
-		}
-		defer unix.Close(fd)
-		for _, c := range []struct {
-			what string
-			cmd  uint32
-			on   bool
-		}{
-			{"TSO", unix.ETHTOOL_STSO, o.TSO},
-			{"GSO", unix.ETHTOOL_SGSO, o.GSO},
-			{"GRO", unix.ETHTOOL_SGRO, o.GRO},
-			{"TX checksumming", unix.ETHTOOL_STXCSUM, o.TxCsum},
-		} {
-			if _, err := ethtool.Do(fd, name, c.cmd, b(c.on)); err != nil {
-				return fmt.Errorf("setting %s: %w", c.what, err)
+	err := ns.withEthtool(func(s *ethtool.Socket) error {
+		for _, f := range offloads(&o) {
+			if err := s.Set(name, f.set, *f.on); err != nil {
+				return fmt.Errorf("setting %s: %w", f.what, err)
 			}
 		}
 		return nil
@@ -48,26 +57,13 @@ func (ns *NS) SetOffloads(name string, o Offloads) error {
 // GetOffloads reports whether TSO, GSO, GRO and TX checksumming are on for link name.
 func (ns *NS) GetOffloads(name string) (Offloads, error) {
 	var o Offloads
-	err := ns.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("opening ioctl socket: %w", err)
-		}
-		defer unix.Close(fd)
-		for _, c := range []struct {
-			cmd uint32
-			on  *bool
-		}{
-			{unix.ETHTOOL_GTSO, &o.TSO},
-			{unix.ETHTOOL_GGSO, &o.GSO},
-			{unix.ETHTOOL_GGRO, &o.GRO},
-			{unix.ETHTOOL_GTXCSUM, &o.TxCsum},
-		} {
-			v, err := ethtool.Do(fd, name, c.cmd, 0)
+	err := ns.withEthtool(func(s *ethtool.Socket) error {
+		for _, f := range offloads(&o) {
+			on, err := s.Get(name, f.get)
 			if err != nil {
-				return err
+				return fmt.Errorf("reading %s: %w", f.what, err)
 			}
-			*c.on = v != 0
+			*f.on = on
 		}
 		return nil
 	})

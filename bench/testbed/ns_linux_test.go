@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"errors"
@@ -10,22 +10,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
-)
 
-// newTestNS creates a namespace that is deleted when the test ends.
-func newTestNS(t *testing.T, prefix string) *NS {
-	t.Helper()
-	ns, err := NewNS(prefix)
-	if err != nil {
-		t.Fatalf("NewNS: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := ns.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return ns
-}
+	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
+)
 
 func currentNS(t *testing.T) string {
 	t.Helper()
@@ -37,9 +25,9 @@ func currentNS(t *testing.T) string {
 }
 
 func TestNSLifecycle(t *testing.T) {
-	RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	before := currentNS(t)
-	ns, err := NewNS("tbtest")
+	ns, err := testbed.NewNS("tbtest")
 	if err != nil {
 		t.Fatalf("NewNS: %v", err)
 	}
@@ -102,10 +90,10 @@ func TestNSLifecycle(t *testing.T) {
 	if _, err := os.Stat(ns.Path()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after Close, %s: %v, want not exist", ns.Path(), err)
 	}
-	if err := ns.Do(func() error { return nil }); !errors.Is(err, ErrClosed) {
+	if err := ns.Do(func() error { return nil }); !errors.Is(err, testbed.ErrClosed) {
 		t.Errorf("Do after Close = %v, want ErrClosed", err)
 	}
-	if err := ns.SetUp("lo"); !errors.Is(err, ErrClosed) {
+	if err := ns.SetUp("lo"); !errors.Is(err, testbed.ErrClosed) {
 		t.Errorf("SetUp after Close = %v, want ErrClosed", err)
 	}
 	if got := currentNS(t); got != before {
@@ -114,8 +102,7 @@ func TestNSLifecycle(t *testing.T) {
 }
 
 func TestDoPanicPropagates(t *testing.T) {
-	RequirePrivileges(t)
-	ns := newTestNS(t, "tbpanic")
+	ns := testbedtest.NewNS(t, "tbpanic")
 	defer func() {
 		if r := recover(); r != "boom" {
 			t.Errorf("recovered %v, want boom", r)
@@ -126,14 +113,13 @@ func TestDoPanicPropagates(t *testing.T) {
 }
 
 func TestVethUDP(t *testing.T) {
-	RequirePrivileges(t)
-	a := newTestNS(t, "tba")
-	b := newTestNS(t, "tbb")
-	if err := Veth(a, "wa", b, "wb", VethOpts{MTU: 1400, RxQueues: 2, TxQueues: 2, NoOffloads: true}); err != nil {
+	a := testbedtest.NewNS(t, "tba")
+	b := testbedtest.NewNS(t, "tbb")
+	if err := testbed.Veth(a, "wa", b, "wb", testbed.VethOpts{MTU: 1400, RxQueues: 2, TxQueues: 2, NoOffloads: true}); err != nil {
 		t.Fatalf("Veth: %v", err)
 	}
 	for _, end := range []struct {
-		ns   *NS
+		ns   *testbed.NS
 		name string
 	}{{a, "wa"}, {b, "wb"}} {
 		l, err := end.ns.Link(end.name)
@@ -147,14 +133,14 @@ func TestVethUDP(t *testing.T) {
 		if err != nil {
 			t.Fatalf("GetOffloads: %v", err)
 		}
-		if o != (Offloads{}) {
+		if o != (testbed.Offloads{}) {
 			t.Errorf("%s offloads %+v, want all off", end.name, o)
 		}
 	}
-	if err := b.SetOffloads("wb", Offloads{GRO: true}); err != nil {
+	if err := b.SetOffloads("wb", testbed.Offloads{GRO: true}); err != nil {
 		t.Fatalf("SetOffloads: %v", err)
 	}
-	if o, _ := b.GetOffloads("wb"); o != (Offloads{GRO: true}) {
+	if o, _ := b.GetOffloads("wb"); o != (testbed.Offloads{GRO: true}) {
 		t.Errorf("offloads %+v, want GRO only", o)
 	}
 	if err := a.AddAddr("wa", "192.0.2.2/24"); err != nil {
@@ -218,9 +204,8 @@ func TestVethUDP(t *testing.T) {
 }
 
 func TestSysctlPerNamespace(t *testing.T) {
-	RequirePrivileges(t)
-	a := newTestNS(t, "tbsa")
-	b := newTestNS(t, "tbsb")
+	a := testbedtest.NewNS(t, "tbsa")
+	b := testbedtest.NewNS(t, "tbsb")
 	if err := a.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -245,10 +230,9 @@ func TestSysctlPerNamespace(t *testing.T) {
 }
 
 func TestRPS(t *testing.T) {
-	RequirePrivileges(t)
-	a := newTestNS(t, "tbra")
-	b := newTestNS(t, "tbrb")
-	if err := Veth(a, "ra", b, "rb", VethOpts{RxQueues: 2}); err != nil {
+	a := testbedtest.NewNS(t, "tbra")
+	b := testbedtest.NewNS(t, "tbrb")
+	if err := testbed.Veth(a, "ra", b, "rb", testbed.VethOpts{RxQueues: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.SetRPS("ra", 1, "1"); err != nil {
@@ -280,9 +264,9 @@ func TestRPS(t *testing.T) {
 // threads are discarded) concurrently, then checks that every thread of the
 // process is back in the test's namespace.
 func TestNoThreadLeftInNamespace(t *testing.T) {
-	RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	own := currentNS(t)
-	ns := newTestNS(t, "tbthr")
+	ns := testbedtest.NewNS(t, "tbthr")
 	var wg sync.WaitGroup
 	for i := range 40 {
 		wg.Add(1)
@@ -331,12 +315,7 @@ func TestNoThreadLeftInNamespace(t *testing.T) {
 // TestCloseDuringDo: Close from another goroutine while Do runs; the
 // running function completes, later calls fail with ErrClosed.
 func TestCloseDuringDo(t *testing.T) {
-	RequirePrivileges(t)
-	ns, err := NewNS("tbcd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := testbedtest.NewNS(t, "tbcd")
 	inside := make(chan struct{})
 	release := make(chan struct{})
 	done := make(chan error)
@@ -356,7 +335,7 @@ func TestCloseDuringDo(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Do running across Close: %v", err)
 	}
-	if err := ns.Do(func() error { return nil }); !errors.Is(err, ErrClosed) {
+	if err := ns.Do(func() error { return nil }); !errors.Is(err, testbed.ErrClosed) {
 		t.Errorf("Do after Close: %v, want ErrClosed", err)
 	}
 	if _, err := os.Stat(ns.Path()); !errors.Is(err, os.ErrNotExist) {
@@ -365,9 +344,8 @@ func TestCloseDuringDo(t *testing.T) {
 }
 
 func TestListRemoveNamed(t *testing.T) {
-	RequirePrivileges(t)
-	ns := newTestNS(t, "tbstale")
-	names, err := ListNamed("tbstale-")
+	ns := testbedtest.NewNS(t, "tbstale")
+	names, err := testbed.ListNamed("tbstale-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +356,7 @@ func TestListRemoveNamed(t *testing.T) {
 	if !found {
 		t.Fatalf("ListNamed = %v, missing %s", names, ns.Name)
 	}
-	if err := RemoveNamed(ns.Name); err != nil {
+	if err := testbed.RemoveNamed(ns.Name); err != nil {
 		t.Fatalf("RemoveNamed: %v", err)
 	}
 	if _, err := os.Stat(ns.Path()); !errors.Is(err, os.ErrNotExist) {
@@ -389,7 +367,7 @@ func TestListRemoveNamed(t *testing.T) {
 		t.Errorf("Close after RemoveNamed: %v", err)
 	}
 	for _, bad := range []string{"", "..", "a/b"} {
-		if err := RemoveNamed(bad); err == nil {
+		if err := testbed.RemoveNamed(bad); err == nil {
 			t.Errorf("RemoveNamed(%q) succeeded", bad)
 		}
 	}

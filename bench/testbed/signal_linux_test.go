@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"bufio"
@@ -9,6 +9,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 const signalChildEnv = "TESTBED_SIGNAL_CHILD"
@@ -21,7 +24,7 @@ func TestCloseOnSignal(t *testing.T) {
 		signalChild()
 		return
 	}
-	RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCloseOnSignal$", "-test.count=1")
 	cmd.Env = append(os.Environ(), signalChildEnv+"=1")
 	out, err := cmd.StdoutPipe()
@@ -48,7 +51,7 @@ func TestCloseOnSignal(t *testing.T) {
 		t.Fatalf("child reported namespaces %v", names)
 	}
 	for _, n := range names {
-		if _, err := os.Stat(NetnsDir + "/" + n); err != nil {
+		if _, err := os.Stat(testbed.NetnsDir + "/" + n); err != nil {
 			t.Errorf("child's namespace %s: %v", n, err)
 		}
 	}
@@ -62,18 +65,18 @@ func TestCloseOnSignal(t *testing.T) {
 		t.Errorf("child exit status %v, want killed by SIGTERM", ee)
 	}
 	for _, n := range names {
-		if _, err := os.Stat(NetnsDir + "/" + n); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(testbed.NetnsDir + "/" + n); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("namespace %s left behind: %v", n, err)
 		}
 	}
 }
 
 func signalChild() {
-	topo, err := Build(context.Background(), Options{Prefix: "tbsig"})
+	topo, err := testbed.Build(context.Background(), testbed.Options{Prefix: "tbsig"})
 	if err != nil {
 		os.Exit(3)
 	}
-	CloseOnSignal(topo)
+	testbed.CloseOnSignal(topo)
 	for _, ns := range topo.Namespaces() {
 		os.Stdout.WriteString("NS " + ns.Name + "\n")
 	}

@@ -3,7 +3,6 @@
 package testbed
 
 import (
-	"context"
 	"net"
 
 	"github.com/vishvananda/netlink"
@@ -58,15 +57,6 @@ func (ns *NS) SetOffloads(name string, o Offloads) error { return ErrUnsupported
 // GetOffloads is unsupported outside Linux.
 func (ns *NS) GetOffloads(name string) (Offloads, error) { return Offloads{}, ErrUnsupported }
 
-// Sysctl is unsupported outside Linux.
-func (ns *NS) Sysctl(key, value string) error { return ErrUnsupported }
-
-// GetSysctl is unsupported outside Linux.
-func (ns *NS) GetSysctl(key string) (string, error) { return "", ErrUnsupported }
-
-// DisableIPv6 is unsupported outside Linux.
-func (ns *NS) DisableIPv6() error { return ErrUnsupported }
-
 // SetRPS is unsupported outside Linux.
 func (ns *NS) SetRPS(link string, queue int, mask string) error { return ErrUnsupported }
 
@@ -91,23 +81,8 @@ func (ns *NS) AppendFDB(link string, mac net.HardwareAddr, dst net.IP) error { r
 // FDB is unsupported outside Linux.
 func (ns *NS) FDB(link string) ([]netlink.Neigh, error) { return nil, ErrUnsupported }
 
-// Build is unsupported outside Linux.
-func Build(ctx context.Context, o Options) (*Topology, error) { return nil, ErrUnsupported }
-
-// AttachToBridge is unsupported outside Linux.
-func (t *Topology) AttachToBridge(link string) error { return ErrUnsupported }
-
-// Namespaces returns the topology's namespaces.
-func (t *Topology) Namespaces() []*NS { return nil }
-
-// Close is unsupported outside Linux; it returns nil.
-func (t *Topology) Close() error { return nil }
-
 // ListNamed is unsupported outside Linux.
 func ListNamed(prefix string) ([]string, error) { return nil, ErrUnsupported }
 
 // RemoveNamed is unsupported outside Linux.
 func RemoveNamed(name string) error { return ErrUnsupported }
-
-// AddMflowVeth is unsupported outside Linux.
-func (t *Topology) AddMflowVeth() error { return ErrUnsupported }

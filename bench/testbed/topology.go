@@ -5,7 +5,7 @@ import (
 	"net"
 )
 
-// Names and addresses of the DESIGN §8 topology built by [Build].
+// Names and addresses of the docs/ARCHITECTURE.md §8 topology built by [Build].
 //
 //	ns Peer (remote host)                 ns Host (local host)                     ns Ctr (container)
 //	vxlan42 VNI 42, local 192.0.2.2 ─wire─ uplink0 192.0.2.1 ── (mflow or vxlan42) ── br42 ── vethctr0 ══ ctr0 10.42.0.2

@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"context"
@@ -11,12 +11,15 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
-func buildTest(t *testing.T, o Options) *Topology {
+func buildTest(t *testing.T, o testbed.Options) *testbed.Topology {
 	t.Helper()
-	RequirePrivileges(t)
-	topo, err := Build(context.Background(), o)
+	testbedtest.RequirePrivileges(t)
+	topo, err := testbed.Build(context.Background(), o)
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
@@ -29,7 +32,7 @@ func buildTest(t *testing.T, o Options) *Topology {
 }
 
 // listenUDP opens a UDP socket bound to ip:port inside ns.
-func listenUDP(t *testing.T, ns *NS, ip net.IP, port int) *net.UDPConn {
+func listenUDP(t *testing.T, ns *testbed.NS, ip net.IP, port int) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	if err := ns.Do(func() error {
@@ -69,34 +72,34 @@ func exchange(t *testing.T, a, b *net.UDPConn, msg string) *net.UDPAddr {
 }
 
 func TestBuildKernelVxLAN(t *testing.T) {
-	topo := buildTest(t, Options{Prefix: "tbk", HostVxLAN: true})
+	topo := buildTest(t, testbed.Options{Prefix: "tbk", HostVxLAN: true})
 
 	// Underlay: MTU 1500, offloads off on both wire ends.
 	for _, end := range []struct {
-		ns   *NS
+		ns   *testbed.NS
 		name string
-	}{{topo.Peer, PeerWire}, {topo.Host, HostUplink}} {
+	}{{topo.Peer, testbed.PeerWire}, {topo.Host, testbed.HostUplink}} {
 		l, err := end.ns.Link(end.name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if l.Attrs().MTU != WireMTU {
-			t.Errorf("%s MTU %d, want %d", end.name, l.Attrs().MTU, WireMTU)
+		if l.Attrs().MTU != testbed.WireMTU {
+			t.Errorf("%s MTU %d, want %d", end.name, l.Attrs().MTU, testbed.WireMTU)
 		}
-		if o, err := end.ns.GetOffloads(end.name); err != nil || o != (Offloads{}) {
+		if o, err := end.ns.GetOffloads(end.name); err != nil || o != (testbed.Offloads{}) {
 			t.Errorf("%s offloads %+v, %v; want all off", end.name, o, err)
 		}
 	}
-	// Devices where DESIGN §8 puts them.
+	// Devices where docs/ARCHITECTURE.md §8 puts them.
 	for _, c := range []struct {
-		ns           *NS
+		ns           *testbed.NS
 		link, master string
 		mtu          int
 	}{
-		{topo.Host, VxLANDev, Bridge, OverlayMTU},
-		{topo.Host, HostCtrVeth, Bridge, OverlayMTU},
-		{topo.Peer, VxLANDev, "", OverlayMTU},
-		{topo.Ctr, CtrDev, "", OverlayMTU},
+		{topo.Host, testbed.VxLANDev, testbed.Bridge, testbed.OverlayMTU},
+		{topo.Host, testbed.HostCtrVeth, testbed.Bridge, testbed.OverlayMTU},
+		{topo.Peer, testbed.VxLANDev, "", testbed.OverlayMTU},
+		{topo.Ctr, testbed.CtrDev, "", testbed.OverlayMTU},
 	} {
 		m, err := c.ns.Master(c.link)
 		if err != nil {
@@ -110,51 +113,51 @@ func TestBuildKernelVxLAN(t *testing.T) {
 			t.Errorf("%s/%s MTU %d, want %d", c.ns.Name, c.link, l.Attrs().MTU, c.mtu)
 		}
 	}
-	l, _ := topo.Peer.Link(VxLANDev)
+	l, _ := topo.Peer.Link(testbed.VxLANDev)
 	vx, ok := l.(*netlink.Vxlan)
-	if !ok || vx.VxlanId != VNI || vx.Port != VxLANPort || !vx.SrcAddr.Equal(PeerUnderlayIP) || !vx.Learning {
+	if !ok || vx.VxlanId != testbed.VNI || vx.Port != testbed.VxLANPort || !vx.SrcAddr.Equal(testbed.PeerUnderlayIP) || !vx.Learning {
 		t.Errorf("peer vxlan: %+v", l)
 	}
-	fdb, err := topo.Peer.FDB(VxLANDev)
+	fdb, err := topo.Peer.FDB(testbed.VxLANDev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	flood := false
 	for _, n := range fdb {
-		if n.HardwareAddr.String() == "00:00:00:00:00:00" && n.IP.Equal(HostUnderlayIP) {
+		if n.HardwareAddr.String() == "00:00:00:00:00:00" && n.IP.Equal(testbed.HostUnderlayIP) {
 			flood = true
 		}
 	}
 	if !flood {
-		t.Errorf("peer FDB has no all-zero entry to %v: %v", HostUnderlayIP, fdb)
+		t.Errorf("peer FDB has no all-zero entry to %v: %v", testbed.HostUnderlayIP, fdb)
 	}
 
 	// Overlay both ways: ctr -> peer, then peer -> ctr.
-	peer := listenUDP(t, topo.Peer, PeerOverlayIP, 7001)
-	ctr := listenUDP(t, topo.Ctr, CtrOverlayIP, 7002)
-	if from := exchange(t, ctr, peer, "ctr to peer"); !from.IP.Equal(CtrOverlayIP) || from.Port != 7002 {
-		t.Errorf("peer saw sender %v, want %v:7002", from, CtrOverlayIP)
+	peer := listenUDP(t, topo.Peer, testbed.PeerOverlayIP, 7001)
+	ctr := listenUDP(t, topo.Ctr, testbed.CtrOverlayIP, 7002)
+	if from := exchange(t, ctr, peer, "ctr to peer"); !from.IP.Equal(testbed.CtrOverlayIP) || from.Port != 7002 {
+		t.Errorf("peer saw sender %v, want %v:7002", from, testbed.CtrOverlayIP)
 	}
-	if from := exchange(t, peer, ctr, "peer to ctr"); !from.IP.Equal(PeerOverlayIP) {
-		t.Errorf("ctr saw sender %v, want %v", from, PeerOverlayIP)
+	if from := exchange(t, peer, ctr, "peer to ctr"); !from.IP.Equal(testbed.PeerOverlayIP) {
+		t.Errorf("ctr saw sender %v, want %v", from, testbed.PeerOverlayIP)
 	}
 	// A full-MTU datagram (1450 - 28 bytes of UDP payload) crosses unfragmented.
-	big := string(make([]byte, OverlayMTU-28))
+	big := string(make([]byte, testbed.OverlayMTU-28))
 	exchange(t, ctr, peer, big)
 
 	// The traffic did cross the wire as VxLAN: the host's vxlan42 counted it.
-	hl, _ := topo.Host.Link(VxLANDev)
+	hl, _ := topo.Host.Link(testbed.VxLANDev)
 	if s := hl.Attrs().Statistics; s == nil || s.RxPackets == 0 || s.TxPackets == 0 {
 		t.Errorf("host vxlan42 statistics %+v, want traffic both ways", s)
 	}
 }
 
 func TestBuildMflowMode(t *testing.T) {
-	topo := buildTest(t, Options{Prefix: "tbm", WireQueues: 2})
-	if _, err := topo.Host.Link(VxLANDev); err == nil {
-		t.Errorf("host has %s without HostVxLAN", VxLANDev)
+	topo := buildTest(t, testbed.Options{Prefix: "tbm", WireQueues: 2})
+	if _, err := topo.Host.Link(testbed.VxLANDev); err == nil {
+		t.Errorf("host has %s without HostVxLAN", testbed.VxLANDev)
 	}
-	l, err := topo.Host.Link(HostUplink)
+	l, err := topo.Host.Link(testbed.HostUplink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,25 +176,25 @@ func TestBuildMflowMode(t *testing.T) {
 	if err := topo.AttachToBridge("mflow42"); err != nil {
 		t.Fatalf("AttachToBridge: %v", err)
 	}
-	if m, _ := topo.Host.Master("mflow42"); m != Bridge {
-		t.Errorf("mflow42 master %q, want %s", m, Bridge)
+	if m, _ := topo.Host.Master("mflow42"); m != testbed.Bridge {
+		t.Errorf("mflow42 master %q, want %s", m, testbed.Bridge)
 	}
-	if l, _ := topo.Host.Link("mflow42"); l.Attrs().MTU != OverlayMTU || l.Attrs().Flags&net.FlagUp == 0 {
-		t.Errorf("mflow42 MTU %d flags %v, want %d and up", l.Attrs().MTU, l.Attrs().Flags, OverlayMTU)
+	if l, _ := topo.Host.Link("mflow42"); l.Attrs().MTU != testbed.OverlayMTU || l.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("mflow42 MTU %d flags %v, want %d and up", l.Attrs().MTU, l.Attrs().Flags, testbed.OverlayMTU)
 	}
 	// The underlay works without any VxLAN in host: plain UDP peer -> host.
-	host := listenUDP(t, topo.Host, HostUnderlayIP, 7003)
-	peer := listenUDP(t, topo.Peer, PeerUnderlayIP, 7004)
+	host := listenUDP(t, topo.Host, testbed.HostUnderlayIP, 7003)
+	peer := listenUDP(t, topo.Peer, testbed.PeerUnderlayIP, 7004)
 	exchange(t, peer, host, "underlay")
 	// RPS on the host's uplink queue (the kernel-rps baseline's knob).
-	if err := topo.Host.SetRPS(HostUplink, 1, "1"); err != nil {
+	if err := topo.Host.SetRPS(testbed.HostUplink, 1, "1"); err != nil {
 		t.Fatalf("SetRPS: %v", err)
 	}
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
-	RequirePrivileges(t)
-	topo, err := Build(context.Background(), Options{Prefix: "tbc", HostVxLAN: true})
+	testbedtest.RequirePrivileges(t)
+	topo, err := testbed.Build(context.Background(), testbed.Options{Prefix: "tbc", HostVxLAN: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,39 +215,39 @@ func TestCloseRemovesEverything(t *testing.T) {
 			t.Errorf("Close %d: %v", i, err)
 		}
 	}
-	entries, err := os.ReadDir(NetnsDir)
+	entries, err := os.ReadDir(testbed.NetnsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, ns := range names {
 		for _, e := range entries {
 			if e.Name() == ns.Name {
-				t.Errorf("namespace %s still in %s", ns.Name, NetnsDir)
+				t.Errorf("namespace %s still in %s", ns.Name, testbed.NetnsDir)
 			}
 		}
-		if err := ns.SetUp("lo"); !errors.Is(err, ErrClosed) {
+		if err := ns.SetUp("lo"); !errors.Is(err, testbed.ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", ns.Name, err)
 		}
 	}
 }
 
 func TestBuildCanceled(t *testing.T) {
-	RequirePrivileges(t)
-	before, _ := os.ReadDir(NetnsDir)
+	testbedtest.RequirePrivileges(t)
+	before, _ := os.ReadDir(testbed.NetnsDir)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Build(ctx, Options{Prefix: "tbx"}); !errors.Is(err, context.Canceled) {
+	if _, err := testbed.Build(ctx, testbed.Options{Prefix: "tbx"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Build with canceled context: %v", err)
 	}
-	after, _ := os.ReadDir(NetnsDir)
+	after, _ := os.ReadDir(testbed.NetnsDir)
 	if len(after) != len(before) {
-		t.Errorf("%s has %d entries after a canceled Build, had %d", NetnsDir, len(after), len(before))
+		t.Errorf("%s has %d entries after a canceled Build, had %d", testbed.NetnsDir, len(after), len(before))
 	}
 }
 
 // ExampleBuild shows the kernel baseline; it is compiled, not run (root).
 func ExampleBuild() {
-	topo, err := Build(context.Background(), Options{HostVxLAN: true})
+	topo, err := testbed.Build(context.Background(), testbed.Options{HostVxLAN: true})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -2,7 +2,6 @@ package traffic
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -114,98 +113,27 @@ type TCPResult struct {
 	Duration time.Duration
 	// Gbps is the goodput seen by the receiver, in Gbit/s.
 	Gbps float64
-	// Verified is true when the receiver's SHA-256 of the stream equals
-	// the sender's.
+	// Verified is true when the receiver got as many bytes as the sender
+	// sent and every one of them equals the byte sent at its offset.
 	Verified bool
 }
 
-// TCPStream sends a pseudo-random byte stream over TCP from namespace from
-// to a listener on to:TCPPort in namespace server, for duration d or until
-// limit bytes were sent (0: no limit), and verifies the content with
-// SHA-256 on both ends.
+// TCPStream sends the byte pattern of Bulk over TCP from namespace from to
+// a listener on to:TCPPort in namespace server, for duration d or until
+// limit bytes were sent (0: no limit), and has the receiver check every
+// byte against it. It is Bulk with one stream and every read checked in
+// full; a stream that arrives altered or short is not an error but
+// Verified false.
 func TCPStream(ctx context.Context, from, server *testbed.NS, to netip.Addr, d time.Duration, limit int64) (TCPResult, error) {
-	var res TCPResult
-	ln, err := in(server, func() (net.Listener, error) {
-		return net.Listen("tcp4", netip.AddrPortFrom(to, TCPPort).String())
-	})
+	ends, sent, err := bulk(ctx, from, server, netip.AddrPortFrom(to, TCPPort), BulkOptions{Duration: d, Limit: limit, CheckEvery: 1})
 	if err != nil {
-		return res, fmt.Errorf("listen in %s: %w", server.Name, err)
+		return TCPResult{}, err
 	}
-	defer ln.Close()
-	defer closeOnDone(ctx, ln)()
-
-	type recv struct {
-		n    int64
-		sum  [32]byte
-		took time.Duration
-		err  error
+	if err := ends[0].err; err != nil {
+		return TCPResult{}, fmt.Errorf("receive stream: %w", err)
 	}
-	got := make(chan recv, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- recv{err: err}
-			return
-		}
-		defer c.Close()
-		stop := closeOnDone(ctx, c)
-		defer stop()
-		h := sha256.New()
-		start := time.Now()
-		n, err := io.CopyBuffer(h, c, make([]byte, 256<<10))
-		got <- recv{n: n, sum: [32]byte(h.Sum(nil)), took: time.Since(start), err: err}
-	}()
-
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := in(from, func() (net.Conn, error) {
-		var dl net.Dialer
-		return dl.DialContext(dctx, "tcp4", netip.AddrPortFrom(to, TCPPort).String())
-	})
-	if err != nil {
-		return res, fmt.Errorf("connect from %s: %w", from.Name, err)
-	}
-	stop := closeOnDone(ctx, conn)
-	h := sha256.New()
-	src := rand.NewChaCha8([32]byte{'m', 'f', 'l', 'o', 'w'})
-	buf := make([]byte, 128<<10)
-	deadline := time.Now().Add(d)
-	var sent int64
-	for time.Now().Before(deadline) && (limit == 0 || sent < limit) {
-		chunk := buf
-		if limit > 0 && limit-sent < int64(len(chunk)) {
-			chunk = chunk[:limit-sent]
-		}
-		src.Read(chunk)
-		h.Write(chunk)
-		n, err := conn.Write(chunk)
-		sent += int64(n)
-		if err != nil {
-			stop()
-			conn.Close()
-			return res, fmt.Errorf("send stream: %w", err)
-		}
-	}
-	stop()
-	if err := conn.Close(); err != nil {
-		return res, fmt.Errorf("close stream: %w", err)
-	}
-	var r recv
-	select {
-	case r = <-got:
-	case <-time.After(30 * time.Second):
-		return res, errors.New("receive stream: no end of stream within 30s")
-	}
-	if r.err != nil {
-		return res, fmt.Errorf("receive stream: %w", r.err)
-	}
-	res.Bytes = r.n
-	res.Duration = r.took
-	if r.took > 0 {
-		res.Gbps = float64(r.n) * 8 / r.took.Seconds() / 1e9
-	}
-	res.Verified = r.n == sent && r.sum == [32]byte(h.Sum(nil))
-	return res, nil
+	r := summariseBulk(ends)
+	return TCPResult{Bytes: r.Bytes, Duration: r.Took, Gbps: r.Gbps(), Verified: ends[0].differs == nil && r.Bytes == sent[0]}, nil
 }
 
 // UDPOptions configures UDPStream.

@@ -1,13 +1,17 @@
 // Package traffic generates and measures overlay traffic between network
-// namespaces of the testbed with ordinary Go sockets: ping (ICMP echo), a
-// TCP stream whose content is verified by hash, a UDP stream with sequence
+// namespaces of the testbed: ping (ICMP echo), a TCP bulk transfer whose
+// content is checked against a byte pattern (Bulk, and TCPStream, its
+// one-stream, every-byte-checked form), a UDP stream with sequence
 // numbers (loss, reordering, duplicates) and UDP request/response for
 // latency. It is shared by the end-to-end tests, `mflow demo` and the
 // benchmark harness.
 //
 // Every socket is created inside its namespace (through testbed's NS.Do)
 // and keeps that namespace afterwards, so the measuring goroutines run
-// anywhere. Every function is bounded in time by its arguments and ctx.
+// anywhere. Ping and the UDP generators use Go's net package; the TCP
+// transfer uses raw sockets polled from locked OS threads (Sock, see
+// sock_linux.go), so that it does not limit the goodput it measures.
+// Every function is bounded in time by its arguments and ctx.
 package traffic
 
 import (

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 func TestSeq(t *testing.T) {
@@ -50,17 +51,8 @@ func TestSummarise(t *testing.T) {
 // by a plain veth pair: the generators themselves must see no loss, no
 // reordering and a verified TCP stream on a path that has none.
 func TestGeneratorsOverVeth(t *testing.T) {
-	testbed.RequirePrivileges(t)
-	a, err := testbed.NewNS("mft-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	b, err := testbed.NewNS("mft-b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	a := testbedtest.NewNS(t, "mft-a")
+	b := testbedtest.NewNS(t, "mft-b")
 	if err := testbed.Veth(a, "va", b, "vb", testbed.VethOpts{}); err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,11 @@ import (
 
 const benchUsage = `usage: mflow bench [flags]
 
-Builds the DESIGN §8 testbed in network namespaces (as root), measures each
-mode with the same traffic and prints a markdown table; --out DIR also gets
-report.json, results.csv, report.md and PNG plots. Progress goes to stderr.
-Lists are comma-separated; an empty list ("") turns that sweep off.
+Builds the testbed of docs/ARCHITECTURE.md §8 in network namespaces (as
+root), measures each mode with the same traffic and prints a markdown table;
+--out DIR also gets report.json, results.csv, report.md and PNG plots.
+Progress goes to stderr. Lists are comma-separated; an empty list ("") turns
+that sweep off.
 
 `
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 	"mflow/bench/traffic"
 )
 
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) {
 // the uplink and no device it created, and that its final counters
 // conserve packets.
 func TestRunSIGTERM(t *testing.T) {
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mft-cmd"})

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"mflow/steer"
+	"mflow/batch"
 )
 
 // SourceConfig describes a Source.
@@ -100,15 +100,16 @@ func (s *Source) buf(i int32) []byte {
 }
 
 // Read implements steer.Source: it lends up to len(dst) frames, waiting
-// while none is ready (all buffers lent). It returns io.EOF once Count
-// frames have been produced, and ctx's error when ctx is done first.
-func (s *Source) Read(ctx context.Context, dst [][]byte) (int, error) {
+// while none is ready (all buffers lent); a frame's handle is its buffer's
+// index. It returns io.EOF once Count frames have been produced, and ctx's
+// error when ctx is done first.
+func (s *Source) Read(ctx context.Context, dst [][]byte, handles []batch.Handle) (int, error) {
 	if s.cfg.Burst > 0 && len(dst) > s.cfg.Burst {
 		dst = dst[:s.cfg.Burst]
 	}
 	for {
 		s.mu.Lock()
-		n := s.take(dst)
+		n := s.take(dst, handles)
 		done := s.done
 		s.mu.Unlock()
 		if n > 0 {
@@ -125,8 +126,8 @@ func (s *Source) Read(ctx context.Context, dst [][]byte) (int, error) {
 	}
 }
 
-// take fills dst from the free list; s.mu is held.
-func (s *Source) take(dst [][]byte) int {
+// take fills dst and handles from the free list; s.mu is held.
+func (s *Source) take(dst [][]byte, handles []batch.Handle) int {
 	n := 0
 	for n < len(dst) && len(s.free) > 0 && !s.done {
 		if s.cfg.Count > 0 && s.produced >= s.cfg.Count {
@@ -141,7 +142,7 @@ func (s *Source) take(dst [][]byte) int {
 		if s.cfg.Gen != nil {
 			l = s.cfg.Gen(s.produced, b)
 		}
-		dst[n] = b[:l]
+		dst[n], handles[n] = b[:l], batch.Handle(i)
 		s.produced++
 		n++
 	}
@@ -151,24 +152,23 @@ func (s *Source) take(dst [][]byte) int {
 	return n
 }
 
-// Release implements steer.Source: it takes frames back. A frame that is
-// not one of the source's lent buffers is recorded as an error (see Err)
-// and otherwise ignored.
-func (s *Source) Release(frames [][]byte) {
+// Release implements steer.Source: it takes frames back by their handles.
+// A handle that is not one of the source's lent buffers is recorded as an
+// error (see Err) and otherwise ignored.
+func (s *Source) Release(handles []batch.Handle) {
 	s.mu.Lock()
-	for _, f := range frames {
-		i, ok := s.index(f)
-		if !ok || !s.lent[i] {
+	for _, h := range handles {
+		if h >= batch.Handle(len(s.lent)) || !s.lent[h] {
 			if s.bad == nil {
-				s.bad = fmt.Errorf("release frame: not lent by this source (buffer %d, ok %v)", i, ok)
+				s.bad = fmt.Errorf("release frame: handle %d not lent by this source", h)
 			}
 			continue
 		}
-		s.lent[i] = false
-		s.free = append(s.free, i)
+		s.lent[h] = false
+		s.free = append(s.free, int32(h))
 	}
 	s.mu.Unlock()
-	s.released.Add(uint64(len(frames)))
+	s.released.Add(uint64(len(handles)))
 	select {
 	case s.avail <- struct{}{}:
 	default:
@@ -211,13 +211,13 @@ type Sink struct {
 	Frame func(out []byte, vni uint32)
 	// Fail, if set, is called first for each batch; a non-nil error is
 	// returned by Write and nothing is delivered.
-	Fail func(b *steer.Batch) error
+	Fail func(b *batch.Batch) error
 
 	frames, bytes, batches atomic.Uint64
 }
 
 // Write implements dataplane.Sink.
-func (s *Sink) Write(b *steer.Batch) error {
+func (s *Sink) Write(b *batch.Batch) error {
 	if s.Fail != nil {
 		if err := s.Fail(b); err != nil {
 			return err

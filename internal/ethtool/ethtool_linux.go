@@ -45,18 +45,48 @@ func Do(fd int, name string, cmd, data uint32) (uint32, error) {
 	return v.data, nil
 }
 
-// Set performs the set command cmd with on as its value on link name, in
-// the calling thread's network namespace.
-func Set(name string, cmd uint32, on bool) error {
+// Socket is an ioctl socket for the commands of this package, in the
+// network namespace of the thread that opened it; it serves any number of
+// commands on any link of that namespace. Close it when done.
+type Socket struct{ fd int }
+
+// Open opens a Socket in the calling thread's network namespace.
+func Open() (*Socket, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("ethtool %s: open ioctl socket: %w", name, err)
+		return nil, fmt.Errorf("open ioctl socket: %w", err)
 	}
-	defer unix.Close(fd)
+	return &Socket{fd: fd}, nil
+}
+
+// Close closes the socket.
+func (s *Socket) Close() error { return unix.Close(s.fd) }
+
+// Set performs the set command cmd (unix.ETHTOOL_S*) with on as its value
+// on link name.
+func (s *Socket) Set(name string, cmd uint32, on bool) error {
 	var d uint32
 	if on {
 		d = 1
 	}
-	_, err = Do(fd, name, cmd, d)
+	_, err := Do(s.fd, name, cmd, d)
 	return err
+}
+
+// Get performs the get command cmd (unix.ETHTOOL_G*) on link name and
+// reports whether the feature is on.
+func (s *Socket) Get(name string, cmd uint32) (bool, error) {
+	v, err := Do(s.fd, name, cmd, 0)
+	return v != 0, err
+}
+
+// Set performs the set command cmd with on as its value on link name, in
+// the calling thread's network namespace, through a Socket of its own.
+func Set(name string, cmd uint32, on bool) error {
+	s, err := Open()
+	if err != nil {
+		return fmt.Errorf("ethtool %s: %w", name, err)
+	}
+	defer s.Close()
+	return s.Set(name, cmd, on)
 }

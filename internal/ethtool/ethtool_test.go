@@ -26,3 +26,25 @@ func TestLoopback(t *testing.T) {
 		t.Error("missing link accepted")
 	}
 }
+
+// TestSocketGet reads TX checksumming of lo through a Socket: the same
+// value as Do's, and an error for a missing link.
+func TestSocketGet(t *testing.T) {
+	s, err := Open()
+	if err != nil {
+		t.Skipf("no AF_INET socket: %v", err)
+	}
+	on, err := s.Get("lo", unix.ETHTOOL_GTXCSUM)
+	if err != nil {
+		t.Fatalf("Get ETHTOOL_GTXCSUM on lo: %v", err)
+	}
+	if v, err := Do(s.fd, "lo", unix.ETHTOOL_GTXCSUM, 0); err != nil || (v != 0) != on {
+		t.Errorf("Do = %d, %v; Get = %v", v, err, on)
+	}
+	if _, err := s.Get("no-such-link0", unix.ETHTOOL_GTXCSUM); err == nil {
+		t.Error("missing link accepted")
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-	"unsafe"
 
 	"mflow/xsk"
 )
@@ -113,20 +112,6 @@ func (s *Socket) Sent() [][]byte {
 // Frame returns the bytes of d, aliasing the fake UMEM.
 func (s *Socket) Frame(d xsk.Desc) []byte {
 	return s.umem[d.Addr : d.Addr+uint64(d.Len) : d.Addr+uint64(d.Len)]
-}
-
-// DescOf implements xsk.Queue: the descriptor of a slice of the fake UMEM
-// (a frame from Frame or a sub-slice of one).
-func (s *Socket) DescOf(frame []byte) (xsk.Desc, bool) {
-	if len(frame) == 0 {
-		return xsk.Desc{}, false
-	}
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(s.umem)))
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(frame)))
-	if p < base || p >= base+uintptr(len(s.umem)) {
-		return xsk.Desc{}, false
-	}
-	return xsk.Desc{Addr: uint64(p - base), Len: uint32(len(frame))}, true
 }
 
 func (s *Socket) index(addr uint64) uint64 { return addr / uint64(s.opts.FrameSize) }
@@ -273,29 +258,41 @@ func (s *Socket) Complete() int {
 // Poll implements xsk.Queue: it waits for Inject (or returns at once when
 // frames or completions are pending).
 func (s *Socket) Poll(timeout time.Duration) (bool, error) {
-	s.mu.Lock()
-	ready := len(s.rx) > 0 || len(s.comp) > 0
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return false, xsk.ErrClosed
-	}
-	if ready {
-		return true, nil
-	}
+	return s.wait(timeout, func() bool { return len(s.rx) > 0 || len(s.comp) > 0 })
+}
+
+// PollRx implements xsk.Queue: Poll, waking only for received frames.
+func (s *Socket) PollRx(timeout time.Duration) (bool, error) {
+	return s.wait(timeout, func() bool { return len(s.rx) > 0 })
+}
+
+// wait waits up to timeout (negative: forever) until ready, called with
+// s.mu held, reports true; it rechecks after every notification.
+func (s *Socket) wait(timeout time.Duration, ready func() bool) (bool, error) {
 	var tc <-chan time.Time
 	if timeout >= 0 {
 		t := time.NewTimer(timeout)
 		defer t.Stop()
 		tc = t.C
 	}
-	select {
-	case <-s.notify:
-	case <-tc:
+	for {
+		s.mu.Lock()
+		ok, closed := ready(), s.closed
+		s.mu.Unlock()
+		if closed {
+			return false, xsk.ErrClosed
+		}
+		if ok {
+			return true, nil
+		}
+		select {
+		case <-s.notify:
+		case <-tc:
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return ready(), nil
+		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.rx) > 0 || len(s.comp) > 0, nil
 }
 
 // Stats implements xsk.Queue.

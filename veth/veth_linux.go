@@ -1,4 +1,4 @@
-package daemon
+package veth
 
 import (
 	"errors"
@@ -16,28 +16,17 @@ import (
 	"mflow/xsk"
 )
 
-// netDevice is a network's local device: a TAP (*tap.Device) or a veth
-// served with AF_XDP (*vethDevice). WriteCoalesced and Read take frames at
-// offset off of each buffer, as tap.Device's methods do; a veth ignores the
-// room for a virtio header in front of each frame it writes.
-type netDevice interface {
-	Name() string
-	WriteCoalesced(frames [][]byte, off int) (int, error)
-	Read(bufs [][]byte, sizes []int, off int) (int, error)
-	Stats() tap.Stats
-	Close() error
-}
+// txBatch is how many frames a write hands to the tx ring at once, and
+// how many a read takes off the rx rings.
+const txBatch = 64
 
-// vethTxBatch is how many frames a veth write hands to the tx ring at once.
-const vethTxBatch = 64
-
-// vethDevice is a network's device when the config says `type: veth`: an
+// Device is a network's device when the config says `type: veth`: an
 // existing veth pair whose one end (the configured name) mflow serves with
 // AF_XDP sockets, one per receive queue, and an XDP program that redirects
 // every frame arriving there to them; the other end is the containers'
 // side (put on the configured bridge, or inside a container).
 //
-// Towards the containers, WriteCoalesced copies each frame into the
+// Towards the containers, WriteFrames copies each frame into the
 // socket's UMEM and transmits the batch: one sendto per 32 frames or so
 // instead of one write(2) per frame into a TAP. From the containers, Read
 // takes received frames and copies them into the caller's buffers (the
@@ -45,10 +34,10 @@ const vethTxBatch = 64
 // copy anyway; there is no segmentation to do (with an XDP program on one
 // end, the kernel turns off GSO on the other).
 //
-// Concurrency: one writer at a time (the daemon's per-device mutex, which
+// Concurrency: one writer at a time (the caller's per-device mutex, which
 // also keeps writers out of Close), one reader goroutine (Close waits for
 // it to leave Read).
-type vethDevice struct {
+type Device struct {
 	name  string
 	index int
 	nl    *netlink.Handle // in the daemon's namespace, to tell whether the veth still exists
@@ -75,35 +64,53 @@ type vethDevice struct {
 	finalKernelDrops uint64
 }
 
-// errVethGone is what Read returns once a transmit found the device gone;
-// it wraps os.ErrClosed.
-var errVethGone = fmt.Errorf("veth gone: %w", os.ErrClosed)
+// errGone is what Read returns once a transmit found the device gone; it
+// wraps os.ErrClosed.
+var errGone = fmt.Errorf("veth gone: %w", os.ErrClosed)
 
-// openVeth sets up the veth of network i inside the daemon's namespace:
-// the configured end must exist and be a veth; with a bridge configured,
-// its peer must be in the same namespace, gets TX checksum offload turned
-// off (see txChecksumOff) and is put on the bridge. Both ends get the MTU
-// and are brought up.
-func openVeth(i int, name string, mtu int, bridge string) (v *vethDevice, err error) {
+// ConfigError is an error of the device's configuration (the named device
+// is not a veth, the bridge does not fit), as opposed to a kernel object
+// that could not be set up. Field is the configuration field at fault
+// below the device ("" for the device itself, "bridge").
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string {
+	if e.Field == "" {
+		return e.Err.Error()
+	}
+	return e.Field + ": " + e.Err.Error()
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Open sets up the veth name in the calling thread's network namespace:
+// the end must exist and be a veth; with a bridge, its peer must be in the
+// same namespace, gets TX checksum offload turned off (see txChecksumOff)
+// and is put on the bridge. Both ends get the MTU and are brought up. An
+// error of the configuration is a *ConfigError.
+func Open(name string, mtu int, bridge string) (v *Device, err error) {
 	link, err := netlink.LinkByName(name)
 	if err != nil {
-		return nil, fmt.Errorf("%w: networks[%d].device: veth %s: %w (type veth expects an existing veth pair)", ErrConfig, i, name, err)
+		return nil, &ConfigError{Err: fmt.Errorf("veth %s: %w (type veth expects an existing veth pair)", name, err)}
 	}
 	if link.Type() != "veth" {
-		return nil, fmt.Errorf("%w: networks[%d].device: %s is a %s device, not a veth", ErrConfig, i, name, link.Type())
+		return nil, &ConfigError{Err: fmt.Errorf("%s is a %s device, not a veth", name, link.Type())}
 	}
 	a := link.Attrs()
-	v = &vethDevice{name: name, index: a.Index, txd: make([]xsk.Desc, vethTxBatch), rxd: make([]xsk.Desc, txBatch)}
+	v = &Device{name: name, index: a.Index, txd: make([]xsk.Desc, txBatch), rxd: make([]xsk.Desc, txBatch)}
 	defer func() {
 		if err != nil {
 			v.Close()
 		}
 	}()
 	if v.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-		return v, fmt.Errorf("%w: open netlink handle: %w", ErrSetup, err)
+		return v, fmt.Errorf("open netlink handle: %w", err)
 	}
 	if err := netlink.LinkSetMTU(link, mtu); err != nil {
-		return v, fmt.Errorf("%w: set MTU %d on %s: %w", ErrSetup, mtu, name, err)
+		return v, fmt.Errorf("set MTU %d on %s: %w", mtu, name, err)
 	}
 	if bridge != "" {
 		// The peer's ifindex is in IFLA_LINK; make sure the device with
@@ -111,34 +118,34 @@ func openVeth(i int, name string, mtu int, bridge string) (v *vethDevice, err er
 		// index in another namespace.
 		peer, perr := netlink.LinkByIndex(a.ParentIndex)
 		if perr != nil || peer.Type() != "veth" || peer.Attrs().ParentIndex != a.Index {
-			return v, fmt.Errorf("%w: networks[%d].device.bridge: the peer of veth %s is not in this network namespace; leave bridge out and attach the peer yourself", ErrConfig, i, name)
+			return v, &ConfigError{Field: "bridge", Err: fmt.Errorf("the peer of veth %s is not in this network namespace; leave bridge out and attach the peer yourself", name)}
 		}
 		br, berr := netlink.LinkByName(bridge)
 		if berr != nil {
-			return v, fmt.Errorf("%w: networks[%d].device.bridge: %s: %w", ErrConfig, i, bridge, berr)
+			return v, &ConfigError{Field: "bridge", Err: fmt.Errorf("%s: %w", bridge, berr)}
 		}
 		if _, ok := br.(*netlink.Bridge); !ok {
-			return v, fmt.Errorf("%w: networks[%d].device.bridge: %s is a %s device, not a bridge", ErrConfig, i, bridge, br.Type())
+			return v, &ConfigError{Field: "bridge", Err: fmt.Errorf("%s is a %s device, not a bridge", bridge, br.Type())}
 		}
 		if err := netlink.LinkSetMTU(peer, mtu); err != nil {
-			return v, fmt.Errorf("%w: set MTU %d on %s: %w", ErrSetup, mtu, peer.Attrs().Name, err)
+			return v, fmt.Errorf("set MTU %d on %s: %w", mtu, peer.Attrs().Name, err)
 		}
 		if err := txChecksumOff(peer.Attrs().Name); err != nil {
-			return v, fmt.Errorf("%w: %w", ErrSetup, err)
+			return v, fmt.Errorf("%w", err)
 		}
 		if err := netlink.LinkSetMaster(peer, br); err != nil {
-			return v, fmt.Errorf("%w: attach %s to bridge %s: %w", ErrSetup, peer.Attrs().Name, bridge, err)
+			return v, fmt.Errorf("attach %s to bridge %s: %w", peer.Attrs().Name, bridge, err)
 		}
 		if err := netlink.LinkSetUp(peer); err != nil {
-			return v, fmt.Errorf("%w: bring %s up: %w", ErrSetup, peer.Attrs().Name, err)
+			return v, fmt.Errorf("bring %s up: %w", peer.Attrs().Name, err)
 		}
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
-		return v, fmt.Errorf("%w: bring %s up: %w", ErrSetup, name, err)
+		return v, fmt.Errorf("bring %s up: %w", name, err)
 	}
 	nq := max(a.NumRxQueues, 1)
 	if v.prog, err = bpf.Load(bpf.Config{All: true, Queues: nq}); err != nil {
-		return v, fmt.Errorf("%w: load XDP program for %s: %w", ErrSetup, name, err)
+		return v, fmt.Errorf("load XDP program for %s: %w", name, err)
 	}
 	// A veth allocates more receive queues than it uses (one, unless
 	// created with numrxqueues), and the number in use is not in its
@@ -149,11 +156,11 @@ func openVeth(i int, name string, mtu int, bridge string) (v *vethDevice, err er
 			break
 		}
 		if err != nil {
-			return v, fmt.Errorf("%w: open AF_XDP socket on %s queue %d: %w", ErrSetup, name, q, err)
+			return v, fmt.Errorf("open AF_XDP socket on %s queue %d: %w", name, q, err)
 		}
 		v.socks = append(v.socks, s)
 		if err := v.prog.Register(q, s.FD()); err != nil {
-			return v, fmt.Errorf("%w: register socket of %s queue %d: %w", ErrSetup, name, q, err)
+			return v, fmt.Errorf("register socket of %s queue %d: %w", name, q, err)
 		}
 	}
 	for _, s := range v.socks {
@@ -162,24 +169,31 @@ func openVeth(i int, name string, mtu int, bridge string) (v *vethDevice, err er
 	// Native mode only: in generic mode the peer keeps GSO and hands over
 	// frames larger than a UMEM frame can receive.
 	if v.att, err = v.prog.Attach(v.index, bpf.ModeNative); err != nil {
-		return v, fmt.Errorf("%w: attach XDP program to %s in native mode (a veth whose peer has more tx queues than it has rx queues refuses it): %w", ErrSetup, name, err)
+		return v, fmt.Errorf("attach XDP program to %s in native mode (a veth whose peer has more tx queues than it has rx queues refuses it): %w", name, err)
 	}
 	return v, nil
 }
 
+// Queues is the number of receive queues served (one socket each).
+func (v *Device) Queues() int { return len(v.socks) }
+
+// WriteErrorReason is the drop reason under which frames WriteFrames could
+// not transmit are counted (Stats.WriteErrors).
+func (v *Device) WriteErrorReason() string { return "veth_tx_error" }
+
 // Name returns the configured end's name.
-func (v *vethDevice) Name() string { return v.name }
+func (v *Device) Name() string { return v.name }
 
 // Mode is the XDP attach mode in use.
-func (v *vethDevice) Mode() bpf.Mode { return v.att.Mode() }
+func (v *Device) Mode() bpf.Mode { return v.att.Mode() }
 
-// WriteCoalesced transmits frames[k][off:] to the containers' side. A frame
+// WriteFrames transmits frames[k][off:] to the containers' side, in order. A frame
 // that cannot be sent (larger than a UMEM frame, no free frame, tx ring
 // full for 10 ms, the device gone) is dropped and counted in WriteErrors,
 // as a TAP counts frames its kernel refuses; the error is never returned,
 // so that the engine does not count the batch a second time. It returns
 // the number sent.
-func (v *vethDevice) WriteCoalesced(frames [][]byte, off int) (int, error) {
+func (v *Device) WriteFrames(frames [][]byte, off int) (int, error) {
 	if v.closed.Load() || v.gone.Load() {
 		v.writeErrors.Add(uint64(len(frames)))
 		return 0, nil
@@ -229,7 +243,7 @@ func (v *vethDevice) WriteCoalesced(frames [][]byte, off int) (int, error) {
 			s.Free(v.txd[n:k])
 		}
 		frames = frames[k:]
-		m, err := transmitRetry(s, v.txd[:n], nil)
+		m, err := xsk.TransmitRetry(s, v.txd[:n], nil)
 		if err != nil {
 			// The kernel refused the wakeup: the device is gone
 			// (unregistered) or down. The frames on the ring stay
@@ -256,7 +270,7 @@ func (v *vethDevice) WriteCoalesced(frames [][]byte, off int) (int, error) {
 // Read waits for frames from the containers' side and copies up to
 // len(bufs) of them into bufs[k][off:], setting sizes[k]. It returns
 // os.ErrClosed once the device is closed.
-func (v *vethDevice) Read(bufs [][]byte, sizes []int, off int) (int, error) {
+func (v *Device) Read(bufs [][]byte, sizes []int, off int) (int, error) {
 	v.rxMu.Lock()
 	defer v.rxMu.Unlock()
 	for {
@@ -264,7 +278,7 @@ func (v *vethDevice) Read(bufs [][]byte, sizes []int, off int) (int, error) {
 			return 0, os.ErrClosed
 		}
 		if v.gone.Load() {
-			return 0, errVethGone
+			return 0, errGone
 		}
 		m := 0
 		for j := range v.socks {
@@ -317,7 +331,7 @@ func (v *vethDevice) Read(bufs [][]byte, sizes []int, off int) (int, error) {
 // on the way there; received frames too short for Ethernet or too large
 // for the caller's buffer count as tap.DropShort and tap.DropBufferTooSmall
 // (and in ReadPackets, which counts every frame taken off the rx rings).
-func (v *vethDevice) Stats() tap.Stats {
+func (v *Device) Stats() tap.Stats {
 	var s tap.Stats
 	s.Frames, s.FrameBytes = v.frames.Load(), v.frameBytes.Load()
 	s.ReadPackets, s.ReadBytes = s.Frames+v.dropShort.Load()+v.dropTooLarge.Load(), s.FrameBytes
@@ -332,7 +346,7 @@ func (v *vethDevice) Stats() tap.Stats {
 // before mflow saw them: the sockets' rx ring full or fill ring empty, and
 // frames of a queue without a socket (passed to the stack of mflow's end,
 // which has no use for them).
-func (v *vethDevice) KernelDrops() uint64 {
+func (v *Device) KernelDrops() uint64 {
 	v.statMu.Lock()
 	defer v.statMu.Unlock()
 	if v.statsFinal {
@@ -356,7 +370,7 @@ func (v *vethDevice) KernelDrops() uint64 {
 // Close detaches the program and closes the sockets once the reader is
 // out of Read (at most one poll interval); the caller keeps writers out.
 // The veth itself stays: it is not mflow's.
-func (v *vethDevice) Close() error {
+func (v *Device) Close() error {
 	if v.closed.Swap(true) {
 		return nil
 	}

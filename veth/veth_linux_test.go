@@ -1,4 +1,4 @@
-package daemon
+package veth
 
 import (
 	"runtime"
@@ -6,34 +6,29 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 // TestVethNoAllocs: a veth pair a/b in a fresh namespace, each end served
-// as a vethDevice; frames written on b arrive, intact and in order, by Read
-// on a, and neither WriteCoalesced nor Read allocates per frame.
+// as a Device; frames written on b arrive, intact and in order, by Read
+// on a, and neither WriteFrames nor Read allocates per frame.
 func TestVethNoAllocs(t *testing.T) {
-	testbed.RequirePrivileges(t)
-	ns, err := testbed.NewNS("mfva")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := testbedtest.NewNS(t, "mfva")
 	// No IPv6 router solicitations or MLD reports among our frames.
 	if err := ns.DisableIPv6(); err != nil {
 		t.Fatal(err)
 	}
-	var a, b *vethDevice
-	err = ns.Do(func() error {
+	var a, b *Device
+	err := ns.Do(func() error {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "va"}, PeerName: "vb"}); err != nil {
 			return err
 		}
 		var err error
-		if a, err = openVeth(0, "va", 1500, ""); err != nil {
+		if a, err = Open("va", 1500, ""); err != nil {
 			return err
 		}
 		t.Cleanup(func() { a.Close() })
-		if b, err = openVeth(1, "vb", 1500, ""); err != nil {
+		if b, err = Open("vb", 1500, ""); err != nil {
 			return err
 		}
 		t.Cleanup(func() { b.Close() })
@@ -57,7 +52,7 @@ func TestVethNoAllocs(t *testing.T) {
 	}
 	sizes := make([]int, n)
 	roundTrip := func() {
-		if k, err := b.WriteCoalesced(frames, off); k != n || err != nil {
+		if k, err := b.WriteFrames(frames, off); k != n || err != nil {
 			t.Fatalf("write: %d of %d, %v", k, n, err)
 		}
 		got := 0

@@ -1,19 +1,39 @@
-package harness
+package traffic
 
 import (
 	"bytes"
 	"fmt"
+	"sync"
 )
 
-// patternPeriod is the period of the TCP steps' byte stream: prime, so
-// that neither the write sizes nor the reader's buffer line up with it and
-// a chunk delivered at the wrong offset does not compare equal.
+// MaxWrite is the largest write size of Bulk (the pattern's span).
+const MaxWrite = 16 << 20
+
+// edgeCheck is how many bytes at each end of a read that is not checked
+// in full are checked.
+const edgeCheck = 64
+
+var (
+	patOnce sync.Once
+	patMem  pattern
+)
+
+// streamPattern returns the pattern with a span of MaxWrite, made once per
+// process.
+func streamPattern() pattern {
+	patOnce.Do(func() { patMem = newPattern(MaxWrite) })
+	return patMem
+}
+
+// patternPeriod is the period of the byte stream of Bulk and TCPStream:
+// prime, so that neither the write sizes nor the reader's buffer line up
+// with it and a chunk delivered at the wrong offset does not compare equal.
 const patternPeriod = 65521
 
-// pattern is the byte stream the TCP steps send: byte i of the stream is
-// pattern[i % patternPeriod]; the slice holds the period and then span more
-// bytes, so that any n ≤ span bytes from any offset are one contiguous
-// slice (at). Checking a chunk is a memory comparison, cheap enough that
+// pattern is the byte stream Bulk and TCPStream send: byte i of the stream
+// is pattern[i % patternPeriod]; the slice holds the period and then span
+// more bytes, so that any n ≤ span bytes from any offset are one
+// contiguous slice (at). Checking a chunk is a memory comparison, cheap enough that
 // the receiver's check does not limit the measured goodput (hashing every
 // byte would).
 type pattern []byte

@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 )
 
 // TestAllModes runs every mode briefly on the real testbed (as root): each
 // must deliver traffic through its path, mflow and the kernel in order,
 // and leave no namespace behind. It checks function, not speed.
 func TestAllModes(t *testing.T) {
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	if testing.Short() {
 		t.Skip("builds eight testbeds; skipped with -short")
 	}
@@ -120,7 +121,7 @@ func TestAllModes(t *testing.T) {
 // at two batch sizes: with the merger the container receives the flow in
 // order; with it bypassed, datagrams arrive late but none twice.
 func TestReorderWire(t *testing.T) {
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	if testing.Short() {
 		t.Skip("builds four testbeds; skipped with -short")
 	}
@@ -198,7 +199,7 @@ func TestReorderWire(t *testing.T) {
 // goodput: the built-in client must not be what limits the TCP steps. It
 // needs iperf3 (.ci/run installs it).
 func TestBuiltinTCPClientKeepsUpWithIperf3(t *testing.T) {
-	testbed.RequirePrivileges(t)
+	testbedtest.RequirePrivileges(t)
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Skip("iperf3 is not installed")
 	}

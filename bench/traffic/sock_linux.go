@@ -1,4 +1,4 @@
-package harness
+package traffic
 
 import (
 	"errors"
@@ -11,16 +11,17 @@ import (
 	"mflow/bench/testbed"
 )
 
-// The measuring clients of the TCP and request/response steps use blocking
-// sockets on locked OS threads, like iperf3 and netperf do, rather than
-// Go's net package: a non-blocking socket parked in the runtime's poller
-// costs an epoll wake-up and a goroutine switch each time the send buffer
-// fills or a reply arrives, which on a two-core machine was itself a limit
-// of the measurement (the harness's old Go TCP sender read 2.6 Gbit/s where
-// iperf3 read 4.1-4.7 on the same kernel testbed).
+// The TCP clients (Bulk, TCPStream) and the benchmark harness's
+// request/response client use their own sockets on locked OS threads, like
+// iperf3 and netperf do, rather than Go's net package: a socket parked in
+// the runtime's poller costs an epoll wake-up and a goroutine switch each
+// time the send buffer fills or a reply arrives, which on a two-core
+// machine was itself a limit of the measurement (the harness's old Go TCP
+// sender read 2.6 Gbit/s where iperf3 read 4.1-4.7 on the same kernel
+// testbed).
 
-// rawSock is a blocking socket's descriptor; close it with unix.Close.
-type rawSock int
+// Sock is a blocking socket's descriptor.
+type Sock int
 
 func sockaddr(a netip.AddrPort) *unix.SockaddrInet4 {
 	return &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
@@ -37,9 +38,9 @@ func setTimeouts(fd int, d time.Duration) error {
 	return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 }
 
-// openSock creates a blocking socket of type typ in ns, bound to bind when
+// OpenSock creates a blocking socket of type typ in ns, bound to bind when
 // it is valid, with the timeouts of setTimeouts.
-func openSock(ns *testbed.NS, typ int, bind netip.AddrPort, timeout time.Duration) (rawSock, error) {
+func OpenSock(ns *testbed.NS, typ int, bind netip.AddrPort, timeout time.Duration) (Sock, error) {
 	fd := -1
 	err := ns.Do(func() error {
 		var err error
@@ -65,12 +66,12 @@ func openSock(ns *testbed.NS, typ int, bind netip.AddrPort, timeout time.Duratio
 		}
 		return -1, fmt.Errorf("in %s: %w", ns.Name, err)
 	}
-	return rawSock(fd), nil
+	return Sock(fd), nil
 }
 
-// listenTCP opens a listening TCP socket on addr in ns.
-func listenTCP(ns *testbed.NS, addr netip.AddrPort, timeout time.Duration) (rawSock, error) {
-	s, err := openSock(ns, unix.SOCK_STREAM, addr, timeout)
+// ListenTCP opens a listening TCP socket on addr in ns.
+func ListenTCP(ns *testbed.NS, addr netip.AddrPort, timeout time.Duration) (Sock, error) {
+	s, err := OpenSock(ns, unix.SOCK_STREAM, addr, timeout)
 	if err != nil {
 		return -1, err
 	}
@@ -81,10 +82,10 @@ func listenTCP(ns *testbed.NS, addr netip.AddrPort, timeout time.Duration) (rawS
 	return s, nil
 }
 
-// dialTCP connects a TCP socket from ns to addr, with TCP_NODELAY when
+// DialTCP connects a TCP socket from ns to addr, with TCP_NODELAY when
 // nodelay is set.
-func dialTCP(ns *testbed.NS, addr netip.AddrPort, nodelay bool, timeout time.Duration) (rawSock, error) {
-	s, err := openSock(ns, unix.SOCK_STREAM, netip.AddrPort{}, timeout)
+func DialTCP(ns *testbed.NS, addr netip.AddrPort, nodelay bool, timeout time.Duration) (Sock, error) {
+	s, err := OpenSock(ns, unix.SOCK_STREAM, netip.AddrPort{}, timeout)
 	if err != nil {
 		return -1, err
 	}
@@ -94,15 +95,16 @@ func dialTCP(ns *testbed.NS, addr netip.AddrPort, nodelay bool, timeout time.Dur
 			return -1, fmt.Errorf("TCP_NODELAY: %w", err)
 		}
 	}
-	if err := retryEINTR(func() error { return unix.Connect(int(s), sockaddr(addr)) }); err != nil {
+	if err := s.Connect(addr); err != nil {
 		unix.Close(int(s))
 		return -1, fmt.Errorf("connect to %s from %s: %w", addr, ns.Name, err)
 	}
 	return s, nil
 }
 
-// accept waits for one connection on l (bounded by l's receive timeout).
-func (l rawSock) accept(nodelay bool) (rawSock, error) {
+// Accept waits for one connection on l (bounded by l's receive timeout);
+// the connection gets TCP_NODELAY when nodelay is set.
+func (l Sock) Accept(nodelay bool) (Sock, error) {
 	var nfd int
 	err := retryEINTR(func() (err error) {
 		nfd, _, err = unix.Accept4(int(l), unix.SOCK_CLOEXEC)
@@ -121,7 +123,12 @@ func (l rawSock) accept(nodelay bool) (rawSock, error) {
 	if nodelay {
 		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	return rawSock(nfd), nil
+	return Sock(nfd), nil
+}
+
+// Connect connects s to addr.
+func (s Sock) Connect(addr netip.AddrPort) error {
+	return retryEINTR(func() error { return unix.Connect(int(s), sockaddr(addr)) })
 }
 
 func retryEINTR(fn func() error) error {
@@ -132,8 +139,8 @@ func retryEINTR(fn func() error) error {
 	}
 }
 
-// readFull reads exactly len(b) bytes from a stream socket.
-func (s rawSock) readFull(b []byte) error {
+// ReadFull reads exactly len(b) bytes from a stream socket.
+func (s Sock) ReadFull(b []byte) error {
 	for got := 0; got < len(b); {
 		n, err := unix.Read(int(s), b[got:])
 		if err != nil {
@@ -150,8 +157,8 @@ func (s rawSock) readFull(b []byte) error {
 	return nil
 }
 
-// writeFull writes all of b to a stream socket.
-func (s rawSock) writeFull(b []byte) error {
+// WriteFull writes all of b to a stream socket.
+func (s Sock) WriteFull(b []byte) error {
 	for sent := 0; sent < len(b); {
 		n, err := unix.Write(int(s), b[sent:])
 		if err != nil {
@@ -165,4 +172,5 @@ func (s rawSock) writeFull(b []byte) error {
 	return nil
 }
 
-func (s rawSock) close() { unix.Close(int(s)) }
+// Close closes the socket.
+func (s Sock) Close() { unix.Close(int(s)) }

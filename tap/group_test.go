@@ -1,4 +1,4 @@
-package daemon
+package tap
 
 import (
 	"encoding/binary"

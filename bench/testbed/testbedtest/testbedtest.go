@@ -1,10 +1,20 @@
-package testbed
+// Package testbedtest holds what the tests of every package that use the
+// testbed share: [RequirePrivileges], which skips a test that cannot build
+// namespaces and makes privileged tests of different packages run one at a
+// time, and [NewNS], a namespace deleted when its test ends.
+//
+// Only tests import it: it links the testing package, which the mflow
+// binary (that imports bench/testbed for `mflow demo` and `mflow bench`)
+// must not.
+package testbedtest
 
 import (
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+
+	"mflow/bench/testbed"
 )
 
 // Capability numbers from linux/capability.h.
@@ -28,6 +38,25 @@ func RequirePrivileges(tb testing.TB) {
 		tb.Skipf("needs root (CAP_NET_ADMIN, CAP_BPF): run as root (%s)", why)
 	}
 	holdTestLock(tb)
+}
+
+// NewNS creates a namespace named after prefix (see [testbed.NewNS]) for
+// tb and deletes it, with every link in it, when tb ends. It calls
+// RequirePrivileges first, so tb is skipped where namespaces cannot be
+// made; failing to create or to delete the namespace fails tb.
+func NewNS(tb testing.TB, prefix string) *testbed.NS {
+	tb.Helper()
+	RequirePrivileges(tb)
+	ns, err := testbed.NewNS(prefix)
+	if err != nil {
+		tb.Fatalf("creating namespace: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := ns.Close(); err != nil {
+			tb.Errorf("deleting namespace: %v", err)
+		}
+	})
+	return ns
 }
 
 // privileged reports whether the effective capability set holds what the

@@ -9,7 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// Build creates the DESIGN §8 topology: namespaces peer, host and ctr; the
+// Build creates the docs/ARCHITECTURE.md §8 topology: namespaces peer, host and ctr; the
 // wire veth peer/wire0 (192.0.2.2/24) <-> host/uplink0 (192.0.2.1/24), MTU
 // 1500, TSO/GSO/GRO off, with permanent neighbour entries both ways; in
 // peer the kernel VxLAN device vxlan42 (VNI 42, port 4789, local 192.0.2.2,

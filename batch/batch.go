@@ -1,4 +1,7 @@
-package steer
+// Package batch is the pipeline's unit of work: a Batch of frames with
+// their per-frame metadata, and the fixed Pool of batches that bounds the
+// memory an engine has in flight.
+package batch
 
 import (
 	"context"
@@ -7,17 +10,24 @@ import (
 	"mflow/vxlan"
 )
 
+// Handle identifies one frame to the source that lent it: an AF_XDP
+// socket's UMEM address, an in-memory source's buffer index. It travels
+// with the frame from the source's Read to its Release; nothing else
+// interprets it.
+type Handle uint64
+
 // Batch is the unit of work handed between the stages of the engine: up to
 // Cap frames plus per-frame metadata in parallel arrays (no pointer per
 // packet).
 //
-// Lifecycle: the dispatcher fills Frames[:N] from the Source and stamps Seq
-// and Worker; a worker runs the stages, which set Out, VNI, Hash and Reason
-// for each frame, then partitions the batch so that Frames[:Delivered] (and
-// the metadata at the same indices) are the frames to deliver, in arrival
-// order, and Frames[Delivered:N] the dropped ones; the sink writes
-// Out[:Delivered]; finally every frame in Frames[:N] goes back to the
-// source and the batch back to its Pool.
+// Lifecycle: the dispatcher fills Frames[:N] and Handles[:N] from the
+// source and stamps Seq and Worker; a worker runs the stages, which set
+// Out, Offset, VNI, Net, Hash and Reason for each frame, then partitions
+// the batch so that Frames[:Delivered] (and the metadata at the same
+// indices) are the frames to deliver, in arrival order, and
+// Frames[Delivered:N] the dropped ones; the sink writes Out[:Delivered];
+// finally Handles[:N] go back to the source and the batch back to its
+// Pool.
 //
 // The zero value is not usable; batches come from a Pool. A Batch is owned
 // by one goroutine at a time (ownership moves with the batch); it is not
@@ -37,12 +47,20 @@ type Batch struct {
 	// Frames holds the frames as read from the source (their owner's
 	// buffers). len(Frames) is the batch capacity.
 	Frames [][]byte
+	// Handles identifies each frame to its source (see Handle).
+	Handles []Handle
 	// Out is the part of each frame a sink writes: the whole frame before
 	// any stage, the inner Ethernet frame after decapsulation.
 	Out [][]byte
-	// VNI is the VxLAN network identifier of each frame, set by decap; the
-	// sink routes by it.
+	// Offset is where Out[i] starts in Frames[i]: 0 before any stage, the
+	// inner frame's offset after decapsulation (a sink may write a header
+	// into the bytes before it).
+	Offset []uint32
+	// VNI is the VxLAN network identifier of each frame, set by decap.
 	VNI []uint32
+	// Net is the index of the frame's network in its owner's table, set by
+	// a stage that knows the networks (-1 before); the sink routes by it.
+	Net []int32
 	// Hash is a per-frame 32-bit value a stage may set (a flow hash, a
 	// checksum).
 	Hash []uint32
@@ -53,11 +71,14 @@ type Batch struct {
 // NewBatch returns a batch with room for capacity frames.
 func NewBatch(capacity int) *Batch {
 	return &Batch{
-		Frames: make([][]byte, capacity),
-		Out:    make([][]byte, capacity),
-		VNI:    make([]uint32, capacity),
-		Hash:   make([]uint32, capacity),
-		Reason: make([]vxlan.Reason, capacity),
+		Frames:  make([][]byte, capacity),
+		Handles: make([]Handle, capacity),
+		Out:     make([][]byte, capacity),
+		Offset:  make([]uint32, capacity),
+		VNI:     make([]uint32, capacity),
+		Net:     make([]int32, capacity),
+		Hash:    make([]uint32, capacity),
+		Reason:  make([]vxlan.Reason, capacity),
 	}
 }
 
@@ -67,12 +88,14 @@ func (b *Batch) Cap() int { return len(b.Frames) }
 // Dropped returns the dropped frames, valid after Partition.
 func (b *Batch) Dropped() [][]byte { return b.Frames[b.Delivered:b.N] }
 
-// Begin prepares frames [:N] for the stages: Out[i] is the whole frame and
-// every verdict is vxlan.Deliver.
+// Begin prepares frames [:N] for the stages: Out[i] is the whole frame at
+// offset 0, no network, and every verdict is vxlan.Deliver.
 func (b *Batch) Begin() {
 	for i := range b.N {
 		b.Out[i] = b.Frames[i]
+		b.Offset[i] = 0
 		b.VNI[i] = 0
+		b.Net[i] = -1
 		b.Hash[i] = 0
 		b.Reason[i] = vxlan.Deliver
 	}
@@ -104,8 +127,11 @@ func (b *Batch) Partition(drops *[vxlan.NumReasons]uint64) int {
 
 func (b *Batch) swap(i, j int) {
 	b.Frames[i], b.Frames[j] = b.Frames[j], b.Frames[i]
+	b.Handles[i], b.Handles[j] = b.Handles[j], b.Handles[i]
 	b.Out[i], b.Out[j] = b.Out[j], b.Out[i]
+	b.Offset[i], b.Offset[j] = b.Offset[j], b.Offset[i]
 	b.VNI[i], b.VNI[j] = b.VNI[j], b.VNI[i]
+	b.Net[i], b.Net[j] = b.Net[j], b.Net[i]
 	b.Hash[i], b.Hash[j] = b.Hash[j], b.Hash[i]
 	b.Reason[i], b.Reason[j] = b.Reason[j], b.Reason[i]
 }
@@ -166,8 +192,19 @@ func (p *Pool) Get(ctx context.Context) (*Batch, error) {
 	}
 }
 
-// get takes a batch, waiting as long as it takes.
-func (p *Pool) get() *Batch { return <-p.free }
+// TryGet takes a batch if one is free.
+func (p *Pool) TryGet() (*Batch, bool) {
+	select {
+	case b := <-p.free:
+		return b, true
+	default:
+		return nil, false
+	}
+}
+
+// Wait takes a batch, waiting as long as it takes (batches in flight
+// always come back).
+func (p *Pool) Wait() *Batch { return <-p.free }
 
 // Put returns b to the pool after clearing its frame references. The
 // frames themselves must already be back with their owner.
@@ -176,6 +213,6 @@ func (p *Pool) Put(b *Batch) {
 	select {
 	case p.free <- b:
 	default:
-		panic("steer: Pool.Put of a batch that is not from this pool")
+		panic("batch: Pool.Put of a batch that is not from this pool")
 	}
 }

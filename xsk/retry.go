@@ -1,0 +1,32 @@
+package xsk
+
+import "time"
+
+// RetryFor is how long TransmitRetry keeps trying while the tx ring is
+// full.
+const RetryFor = 10 * time.Millisecond
+
+// TransmitRetry puts out on q's tx ring in order, retrying for up to
+// RetryFor while the ring is full (reaping completions in between), or
+// until stop (when not nil) says to give up. It returns how many
+// descriptors the ring took, which the caller no longer owns, and the
+// error of a wakeup the kernel refused (the device is gone or down); the
+// caller still owns out[n:].
+func TransmitRetry(q Queue, out []Desc, stop func() bool) (int, error) {
+	var deadline time.Time
+	sent := 0
+	for {
+		n, err := q.Transmit(out[sent:])
+		sent += n
+		if sent == len(out) || err != nil || (stop != nil && stop()) {
+			return sent, err
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(RetryFor)
+		} else if time.Now().After(deadline) {
+			return sent, nil
+		}
+		q.Complete()
+		time.Sleep(20 * time.Microsecond)
+	}
+}
