@@ -33,8 +33,10 @@
 // and auto (native, else generic); an explicitly requested mode never falls
 // back, and Attachment.Mode reports the mode in use.
 //
-// Everything that needs the kernel lives in bpf_linux.go; on other systems
-// Load returns ErrUnsupported.
+// The program and its maps (program.go) are built with cilium/ebpf, which
+// compiles everywhere; only the XDP attach is Linux's (bpf_linux.go). On
+// other systems Load fails with cilium/ebpf's "not supported" error and
+// Attach with ErrUnsupported.
 package bpf
 
 import (
@@ -43,7 +45,7 @@ import (
 	"net/netip"
 )
 
-// ErrUnsupported is returned on systems without XDP.
+// ErrUnsupported is returned by Attach on systems without XDP.
 var ErrUnsupported = errors.New("xdp not supported on this system")
 
 // Mode selects how the program is attached.

@@ -141,7 +141,9 @@ type Steering struct {
 	// (not derived from the CPU count, so that the same file behaves the
 	// same on every host); policy single always uses one worker.
 	Workers int `yaml:"workers"`
-	// CPUs optionally pins the dispatcher and the workers to CPUs.
+	// CPUs optionally pins the dispatcher and the workers of the first
+	// uplink queue's engine to CPUs (the other queues' engines stay
+	// unpinned).
 	CPUs *CPUs `yaml:"cpus,omitempty"`
 }
 

@@ -14,14 +14,8 @@ import (
 	"mflow/config"
 )
 
-// CheckHost verifies that this host can run cfg: capabilities, memlock,
-// AF_XDP and TUN support, the uplink (present, MTU, queues), that the XDP
-// program loads, and that the configured XDP mode attaches. It changes
-// nothing lasting: the attach test detaches at once (the program passes
-// everything that is not VxLAN for our VTEP, and nothing is bound to
-// receive VxLAN, so that passes too). Run it in the namespace the daemon
-// will serve.
-func CheckHost(cfg *config.Config) []Check {
+// checkHost is CheckHost on Linux.
+func checkHost(cfg *config.Config) []Check {
 	var out []Check
 	add := func(name string, err error, ok string) {
 		if err != nil {

@@ -1,8 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+
+	"mflow/bpf"
+	"mflow/config"
+	"mflow/metrics"
 )
 
 // Options are the parts of a daemon that do not come from the config file.
@@ -46,3 +51,64 @@ type Check struct {
 	OK     bool
 	Detail string // what was found, or what to do about it
 }
+
+// Daemon is a configured VTEP. Create it with New, then call Run once; Run
+// tears everything down when it returns. Snapshot is safe for concurrent
+// use at any time; the other methods are not.
+type Daemon struct{ d *daemon }
+
+// New sets up everything the configuration asks for. On error, whatever
+// it had created is removed again.
+func New(cfg *config.Config, o Options) (*Daemon, error) {
+	d, err := newDaemon(cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{d: d}, nil
+}
+
+// Run serves until ctx is cancelled, then drains and tears everything
+// down. It returns nil after a clean shutdown.
+func (d *Daemon) Run(ctx context.Context) error { return d.d.run(ctx) }
+
+// Close releases everything New set up, for a daemon whose Run is never
+// called. Run does this itself.
+func (d *Daemon) Close() { d.d.teardown() }
+
+// XDPMode returns the mode the XDP program was attached in.
+func (d *Daemon) XDPMode() bpf.Mode { return d.d.xdpMode }
+
+// Snapshot returns the daemon's counters in the form the metrics package
+// exports. Conservation holds in each direction of every snapshot:
+// received = delivered + dropped + in flight.
+//
+// Decap: received counts frames taken from the AF_XDP rx rings; delivered
+// those the devices accepted; a frame the kernel refused on a TAP write is
+// dropped as "tap_write_error", one a veth's AF_XDP transmit could not take
+// (no free UMEM frame, tx ring full, too large) as "veth_tx_error".
+//
+// Encap: received counts frames read from the devices (after segmentation;
+// a packet that failed segmentation counts once, under its tap reason, as
+// does a frame from a veth that is too short or too large) plus the extra
+// copies flooding makes; delivered counts frames put on the uplink's tx
+// ring.
+//
+// After Run has returned, Snapshot returns the last one taken before
+// teardown. It is safe for concurrent use.
+func (d *Daemon) Snapshot() metrics.Snapshot { return d.d.snapshot() }
+
+// CheckHost verifies that this host can run cfg: capabilities, memlock,
+// AF_XDP and TUN support, the uplink (present, MTU, queues), that the XDP
+// program loads, and that the configured XDP mode attaches. It changes
+// nothing lasting: the attach test detaches at once (the program passes
+// everything that is not VxLAN for our VTEP, and nothing is bound to
+// receive VxLAN, so that passes too). Run it in the namespace the daemon
+// will serve.
+func CheckHost(cfg *config.Config) []Check { return checkHost(cfg) }
+
+// InNamedNetns returns an Options.Enter function that runs its argument on
+// a locked OS thread switched into the named network namespace (as made by
+// `ip netns add`, under /run/netns), so that one daemon can serve a
+// namespace other than its own. The thread is switched back afterwards; if
+// that fails it stays locked, and Go discards it when the goroutine ends.
+func InNamedNetns(name string) (func(func() error) error, error) { return inNamedNetns(name) }

@@ -24,10 +24,8 @@ import (
 	"mflow/xsk"
 )
 
-// Daemon is a configured VTEP. Create it with New, then call Run once; Run
-// tears everything down when it returns. Snapshot is safe for concurrent
-// use at any time; the other methods are not.
-type Daemon struct {
+// daemon is Daemon on Linux.
+type daemon struct {
 	cfg   *config.Config
 	log   *slog.Logger
 	enter func(func() error) error
@@ -49,6 +47,7 @@ type Daemon struct {
 	devMu  []sync.Mutex // one writer at a time per device
 	fdb    vxlan.FDB
 	neigh  *neighbours
+	hops   nextHops // d.neigh, or a fake in tests
 	stage  *networkStage
 	policy steer.Policy
 	// unordered bypasses the microflow merger (Options.Unordered).
@@ -65,13 +64,12 @@ type Daemon struct {
 	final     metrics.Snapshot // the last snapshot, taken before teardown
 }
 
-// New sets up everything the configuration asks for. On error, whatever
-// it had created is removed again.
-func New(cfg *config.Config, o Options) (d *Daemon, err error) {
+// newDaemon is New on Linux.
+func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	d = &Daemon{cfg: cfg, log: o.Logger, enter: o.Enter, byVNI: map[uint32]*network{}}
+	d = &daemon{cfg: cfg, log: o.Logger, enter: o.Enter, byVNI: map[uint32]*network{}}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -132,7 +130,7 @@ func reservedPolicy(p config.ReservedPolicy) vxlan.ReservedPolicy {
 func coarseClock() int64 { return time.Now().Unix() }
 
 // setup runs inside the served namespace.
-func (d *Daemon) setup(o Options) error {
+func (d *daemon) setup(o Options) error {
 	cfg := d.cfg
 	link, err := netlink.LinkByName(cfg.Uplink.Interface)
 	if err != nil {
@@ -230,6 +228,7 @@ func (d *Daemon) setup(o Options) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	d.hops = d.neigh
 	var peers [][4]byte
 	for _, n := range d.nets {
 		peers = append(peers, n.flood...)
@@ -242,9 +241,8 @@ func (d *Daemon) setup(o Options) error {
 	return nil
 }
 
-// Run serves until ctx is cancelled, then drains and tears everything
-// down. It returns nil after a clean shutdown.
-func (d *Daemon) Run(ctx context.Context) error {
+// run is Run on Linux.
+func (d *daemon) run(ctx context.Context) error {
 	d.started = time.Now()
 	engCtx, stopEngines := context.WithCancel(context.Background())
 	defer stopEngines()
@@ -263,13 +261,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if d.policy == steer.Single {
 			ecfg.Workers = 1
 		}
+		// steering.cpus pins the engine of the first queue only (the
+		// others stay unpinned; docs/OPERATIONS.md says so).
 		if c := cfg.Steering.CPUs; c != nil && i == 0 {
-			aff := &dataplane.Affinity{Dispatcher: dataplane.NoCPU, Output: dataplane.NoCPU}
-			if c.Dispatcher != nil {
-				aff.Dispatcher = *c.Dispatcher
-			}
-			aff.Workers = c.Workers
-			ecfg.Affinity = aff
+			ecfg.Affinity = &dataplane.Affinity{Dispatcher: c.Dispatcher, Workers: c.Workers}
 		}
 		e, err := dataplane.New(newXSKSource(s, cfg.Steering.Batch), newDeviceSink(d, cfg.Steering.Batch), ecfg)
 		if err != nil {
@@ -296,7 +291,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		txWG.Add(1)
 		go func() {
 			defer txWG.Done()
-			d.encapLoop(i)
+			d.encapLoop(i, d.socks[0])
 		}()
 	}
 	refresh := time.NewTicker(10 * time.Second)
@@ -333,7 +328,7 @@ loop:
 	// disappear if we created them).
 	d.closeTAPs()
 	txWG.Wait()
-	st := d.Snapshot()
+	st := d.snapshot()
 	d.log.Info("drained",
 		"decap_received", st.Decap.Received.Packets, "decap_delivered", st.Decap.Delivered.Packets,
 		"decap_dropped", st.Dropped(metrics.Decap), "encap_received", st.Encap.Received.Packets,
@@ -344,7 +339,7 @@ loop:
 
 // closeTAPs closes every network device once; a TAP mflow created
 // disappears, a veth stays (without mflow's program and sockets).
-func (d *Daemon) closeTAPs() {
+func (d *daemon) closeTAPs() {
 	d.stopping.Store(true)
 	d.devsOnce.Do(func() {
 		for i, t := range d.devs {
@@ -359,14 +354,14 @@ func (d *Daemon) closeTAPs() {
 
 // teardown releases every kernel object still held; it is safe to call
 // on a partly set up daemon and more than once.
-func (d *Daemon) teardown() {
+func (d *daemon) teardown() {
 	if d.att != nil {
 		d.att.Close()
 		d.att = nil
 	}
 	d.closeTAPs()
 	if !d.down.Load() {
-		d.final = d.Snapshot()
+		d.final = d.snapshot()
 		d.down.Store(true)
 	}
 	for _, s := range d.socks {
@@ -383,10 +378,3 @@ func (d *Daemon) teardown() {
 		d.neigh = nil
 	}
 }
-
-// Close releases everything New set up, for a daemon whose Run is never
-// called. Run does this itself.
-func (d *Daemon) Close() { d.teardown() }
-
-// XDPMode returns the mode the XDP program was attached in.
-func (d *Daemon) XDPMode() bpf.Mode { return d.xdpMode }

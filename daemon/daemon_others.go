@@ -6,32 +6,26 @@ import (
 	"context"
 	"errors"
 
+	"mflow/bpf"
 	"mflow/config"
 	"mflow/metrics"
 )
 
-// ErrUnsupported is returned outside Linux: mflow needs XDP, AF_XDP and TAP.
-var ErrUnsupported = errors.New("daemon: needs Linux (XDP, AF_XDP, TAP)")
+// errUnsupported is returned outside Linux: mflow needs XDP, AF_XDP and TAP.
+var errUnsupported = errors.New("daemon: needs Linux (XDP, AF_XDP, TAP)")
 
-// Daemon is a configured VTEP; outside Linux none can be made.
-type Daemon struct{}
+type daemon struct{ xdpMode bpf.Mode }
 
-// New returns ErrUnsupported outside Linux.
-func New(cfg *config.Config, o Options) (*Daemon, error) { return nil, ErrUnsupported }
+func newDaemon(*config.Config, Options) (*daemon, error) { return nil, errUnsupported }
 
-// Run returns ErrUnsupported outside Linux.
-func (d *Daemon) Run(ctx context.Context) error { return ErrUnsupported }
+func (d *daemon) run(context.Context) error { return errUnsupported }
 
-// Close does nothing outside Linux.
-func (d *Daemon) Close() {}
+func (d *daemon) teardown() {}
 
-// Snapshot returns an empty snapshot outside Linux.
-func (d *Daemon) Snapshot() metrics.Snapshot { return metrics.Snapshot{} }
+func (d *daemon) snapshot() metrics.Snapshot { return metrics.Snapshot{} }
 
-// CheckHost reports that the platform is unsupported.
-func CheckHost(cfg *config.Config) []Check {
-	return []Check{{Name: "platform", Detail: ErrUnsupported.Error()}}
+func checkHost(*config.Config) []Check {
+	return []Check{{Name: "platform", Detail: errUnsupported.Error()}}
 }
 
-// InNamedNetns returns ErrUnsupported outside Linux.
-func InNamedNetns(name string) (func(func() error) error, error) { return nil, ErrUnsupported }
+func inNamedNetns(string) (func(func() error) error, error) { return nil, errUnsupported }

@@ -246,7 +246,7 @@ func TestE2EPolicyDrops(t *testing.T) {
 // teaches the FDB where the peer's MAC lives.
 func TestE2EARPFlooding(t *testing.T) {
 	r := startDaemon(t, testConfig(t, "microflow", 2, 256))
-	if n := r.d.fdb.Len(); n != 0 {
+	if n := r.d.d.fdb.Len(); n != 0 {
 		t.Fatalf("FDB starts with %d entries", n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -271,7 +271,7 @@ func TestE2EARPFlooding(t *testing.T) {
 	if err != nil || !bytes.Equal(learned, peerMAC) {
 		t.Fatalf("container's ARP entry for %v: %v (err %v), want the peer's %v", peerOverlay, learned, err, peerMAC)
 	}
-	if vtep, ok := r.d.fdb.Lookup(testbed.VNI, [6]byte(peerMAC)); !ok || vtep != [4]byte{192, 0, 2, 2} {
+	if vtep, ok := r.d.d.fdb.Lookup(testbed.VNI, [6]byte(peerMAC)); !ok || vtep != [4]byte{192, 0, 2, 2} {
 		t.Fatalf("FDB entry of the peer's MAC: %v %v", vtep, ok)
 	}
 }
@@ -323,7 +323,7 @@ func setHostNeighbour(t *testing.T, r *running, state int, mac net.HardwareAddr)
 // traffic to the peer resumes with the new address.
 func TestE2ENeighbourReprobe(t *testing.T) {
 	r := startDaemon(t, testConfig(t, "microflow", 2, 256))
-	nb := r.d.neigh // teardown clears the field if Run ends early
+	nb := r.d.d.neigh // teardown clears the field if Run ends early
 	// Fast probing, so that the test takes seconds, not a minute.
 	for k, v := range map[string]string{
 		"net.ipv4.neigh." + testbed.HostUplink + ".delay_first_probe_time": "1",

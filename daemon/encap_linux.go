@@ -37,14 +37,20 @@ type txCounters struct {
 // txBatch is how many frames one encap loop reads from its device at a time.
 const txBatch = 64
 
-// encapLoop moves frames from network i's device to the uplink until the
-// device is closed.
+// nextHops is what the encap loop needs of the neighbour resolver: the MAC
+// of a VTEP's next hop, and a way to ask for one not resolved yet.
+type nextHops interface {
+	lookup(vtep [4]byte) ([6]byte, bool)
+	want(vtep [4]byte)
+}
+
+// encapLoop moves frames from network i's device to the uplink socket s
+// until the device is closed (or d.stopping is set while nothing moves).
 // It owns its descriptors between Alloc and Transmit; whatever it holds when
 // it stops goes back with Free.
-func (d *Daemon) encapLoop(i int) {
+func (d *daemon) encapLoop(i int, s xsk.Queue) {
 	t := d.devs[i]
 	n := d.nets[i]
-	s := d.socks[0]
 	enc := vxlan.Encoder{SrcMAC: d.uplinkMAC, SrcIP: d.vtep, Port: uint16(d.cfg.VTEP.Port), Seed: 0x6d666c77}
 	descs := make([]xsk.Desc, txBatch)
 	bufs := make([][]byte, txBatch)
@@ -160,11 +166,11 @@ func (d *Daemon) encapLoop(i int) {
 }
 
 // encapTo encapsulates pkt for vtep, or counts why it cannot.
-func (d *Daemon) encapTo(enc *vxlan.Encoder, pkt []byte, vni uint32, vtep [4]byte) bool {
-	mac, ok := d.neigh.lookup(vtep)
+func (d *daemon) encapTo(enc *vxlan.Encoder, pkt []byte, vni uint32, vtep [4]byte) bool {
+	mac, ok := d.hops.lookup(vtep)
 	if !ok {
 		d.tx.drops[txNoNeighbour].Add(1)
-		d.neigh.want(vtep)
+		d.hops.want(vtep)
 		return false
 	}
 	if !enc.Encap(pkt, vni, &vxlan.Remote{IP: vtep, MAC: mac}) {
@@ -176,7 +182,7 @@ func (d *Daemon) encapTo(enc *vxlan.Encoder, pkt []byte, vni uint32, vtep [4]byt
 
 // transmit puts out on the uplink's tx ring, retrying briefly while it is
 // full; what does not fit is dropped (tx_ring_full).
-func (d *Daemon) transmit(s *xsk.Socket, out []xsk.Desc) {
+func (d *daemon) transmit(s xsk.Queue, out []xsk.Desc) {
 	n, _ := xsk.TransmitRetry(s, out, d.down.Load)
 	var bytes uint64
 	for _, o := range out[:n] {

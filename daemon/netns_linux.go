@@ -8,12 +8,8 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// InNamedNetns returns an Options.Enter function that runs its argument on
-// a locked OS thread switched into the named network namespace (as made by
-// `ip netns add`, under /run/netns), so that one daemon can serve a
-// namespace other than its own. The thread is switched back afterwards; if
-// that fails it stays locked, and Go discards it when the goroutine ends.
-func InNamedNetns(name string) (func(func() error) error, error) {
+// inNamedNetns is InNamedNetns on Linux.
+func inNamedNetns(name string) (func(func() error) error, error) {
 	target, err := netns.GetFromName(name)
 	if err != nil {
 		return nil, fmt.Errorf("open network namespace %s: %w", name, err)

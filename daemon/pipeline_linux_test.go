@@ -3,11 +3,19 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"mflow/config"
+	"mflow/metrics"
 
 	"mflow/batch"
 	"mflow/bench/gen"
@@ -29,29 +37,44 @@ var (
 	testStranger = netip.MustParseAddr("192.0.2.9")
 )
 
-// fakeDevice records what the sink writes; it refuses nothing.
+// fakeDevice records what the sink writes; with refuse > 0 it refuses
+// every refuse-th frame, as a kernel may refuse a TAP write, and counts it
+// in WriteErrors.
 type fakeDevice struct {
-	name string
-	mu   sync.Mutex
-	got  [][]byte // inner frames, copied
-	hdr  []bool   // whether the virtio headroom was there
+	name   string
+	refuse int
+	mu     sync.Mutex
+	seen   int
+	got    [][]byte // inner frames written, copied
+	stats  tap.Stats
 }
 
 func (f *fakeDevice) Name() string { return f.name }
 func (f *fakeDevice) WriteFrames(frames [][]byte, off int) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	n := 0
 	for _, fr := range frames {
+		f.seen++
+		if f.refuse > 0 && f.seen%f.refuse == 0 {
+			f.stats.WriteErrors++
+			continue
+		}
 		f.got = append(f.got, append([]byte(nil), fr[off:]...))
-		f.hdr = append(f.hdr, len(fr) >= off)
+		f.stats.WritePackets++
+		n++
 	}
-	return len(frames), nil
+	return n, nil
 }
 func (f *fakeDevice) Read([][]byte, []int, int) (int, error) { return 0, nil }
-func (f *fakeDevice) Stats() tap.Stats                       { return tap.Stats{} }
-func (f *fakeDevice) KernelDrops() uint64                    { return 0 }
-func (f *fakeDevice) WriteErrorReason() string               { return "fake_write_error" }
-func (f *fakeDevice) Close() error                           { return nil }
+func (f *fakeDevice) Stats() tap.Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
+}
+func (f *fakeDevice) KernelDrops() uint64      { return 0 }
+func (f *fakeDevice) WriteErrorReason() string { return "fake_write_error" }
+func (f *fakeDevice) Close() error             { return nil }
 
 func (f *fakeDevice) frames() [][]byte {
 	f.mu.Lock()
@@ -61,8 +84,8 @@ func (f *fakeDevice) frames() [][]byte {
 
 // testDaemon is a Daemon with networks 42 and 43 (peer testPeer) on fake
 // devices, wired as Run wires one queue's engine.
-func testDaemon() (*Daemon, []*fakeDevice) {
-	d := &Daemon{}
+func testDaemon() (*daemon, []*fakeDevice) {
+	d := &daemon{}
 	devs := []*fakeDevice{{name: "mflow42"}, {name: "mflow43"}}
 	byVNI := map[uint32]*network{}
 	for i, vni := range []uint32{42, 43} {
@@ -154,6 +177,7 @@ func TestReceivePathWithFakes(t *testing.T) {
 	for _, pol := range []steer.Policy{steer.Single, steer.Microflow} {
 		t.Run(pol.String(), func(t *testing.T) {
 			d, devs := testDaemon()
+			devs[1].refuse = 7
 			q, err := xsktest.New(xsk.Options{NumFrames: 256, FillSize: 128, RxSize: 128})
 			if err != nil {
 				t.Fatal(err)
@@ -205,16 +229,45 @@ func TestReceivePathWithFakes(t *testing.T) {
 				}
 			}
 			for i, dev := range devs {
-				got := dev.frames()
-				if len(got) != len(want[i]) {
-					t.Errorf("%s: %d frames, want %d", dev.name, len(got), len(want[i]))
+				got, w := dev.frames(), want[i]
+				if dev.refuse > 0 { // the refused ones are missing
+					var kept [][]byte
+					for k, f := range w {
+						if (k+1)%dev.refuse != 0 {
+							kept = append(kept, f)
+						}
+					}
+					w = kept
+				}
+				if len(got) != len(w) {
+					t.Errorf("%s: %d frames, want %d", dev.name, len(got), len(w))
 					continue
 				}
 				for k := range got {
-					if !bytes.Equal(got[k], want[i][k]) {
+					if !bytes.Equal(got[k], w[k]) {
 						t.Errorf("%s: frame %d differs (order or content)", dev.name, k)
 						break
 					}
+				}
+			}
+			// The daemon's snapshot over the same engine: the frames the
+			// device refused move from delivered to its drop reason, and
+			// nothing is left in flight.
+			d.engines = []*dataplane.Engine{e}
+			snap := d.snapshot()
+			refused := devs[1].Stats().WriteErrors
+			var wrote uint64
+			for _, dev := range devs {
+				wrote += dev.Stats().WritePackets
+			}
+			if err := snap.Check(); err != nil || snap.Decap.Received.Packets != n || snap.Decap.InFlight != 0 ||
+				snap.Decap.Delivered.Packets != wrote || refused == 0 {
+				t.Errorf("snapshot: %v; received %d delivered %d in flight %d; want %d received, %d delivered (%d refused)",
+					err, snap.Decap.Received.Packets, snap.Decap.Delivered.Packets, snap.Decap.InFlight, n, wrote, refused)
+			}
+			for _, dr := range snap.Drops {
+				if dr.Direction == metrics.Decap && dr.Reason == "fake_write_error" && dr.Packets != refused {
+					t.Errorf("fake_write_error drops %d, want %d", dr.Packets, refused)
 				}
 			}
 			if st.Received != n || st.Delivered+st.DroppedTotal() != n || st.InFlight != 0 {
@@ -230,3 +283,163 @@ func TestReceivePathWithFakes(t *testing.T) {
 
 // net2MAC is the inner source MAC of network n's frames in the tests.
 func net2MAC(n int) net.HardwareAddr { return net.HardwareAddr{2, 0xa, 0, 0, 0, byte(n)} }
+
+// fakeHops is a neighbour table: the next hops with a known MAC, and the
+// VTEPs asked for.
+type fakeHops struct {
+	macs   map[[4]byte][6]byte
+	wanted map[[4]byte]int
+}
+
+func (h *fakeHops) lookup(v [4]byte) ([6]byte, bool) { m, ok := h.macs[v]; return m, ok }
+func (h *fakeHops) want(v [4]byte)                   { h.wanted[v]++ }
+
+// readDevice is a fake device whose Read hands out frames, then reports
+// the device closed.
+type readDevice struct {
+	fakeDevice
+	frames [][]byte
+	read   uint64
+}
+
+func (r *readDevice) Stats() tap.Stats { return tap.Stats{Frames: r.read} }
+
+func (r *readDevice) Read(bufs [][]byte, sizes []int, off int) (int, error) {
+	n := 0
+	for n < len(bufs) && len(r.frames) > 0 {
+		sizes[n] = copy(bufs[n][off:], r.frames[0])
+		r.frames = r.frames[1:]
+		r.read++
+		n++
+	}
+	if n == 0 {
+		return 0, os.ErrClosed
+	}
+	return n, nil
+}
+
+// TestEncapWithFakes runs the encap loop of one network over an in-memory
+// uplink socket: a frame for a learned MAC goes to that MAC's VTEP only,
+// broadcast and unknown unicast to every peer of the flood list (one copy
+// each), a frame for a VTEP without a resolved next hop is dropped under
+// its reason, and so is a flood copy when the UMEM has no frame left for
+// it; the wire frames decode
+// (gopacket) to VxLAN from our VTEP carrying the frames intact; and every
+// frame read is transmitted or dropped (read + flood copies = transmitted
+// + dropped), with every UMEM frame back on the free stack at the end.
+func TestEncapWithFakes(t *testing.T) {
+	cfg := config.Default()
+	cfg.VTEP.Port = 4789
+	d := &daemon{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), vtep: testVTEP.As4(),
+		uplinkMAC: [6]byte{2, 0, 0, 0, 0, 1}}
+	peerB, peerC, peerD := [4]byte{192, 0, 2, 2}, [4]byte{192, 0, 2, 3}, [4]byte{192, 0, 2, 4}
+	d.hops = &fakeHops{macs: map[[4]byte][6]byte{peerB: {2, 0, 0, 0, 0, 0xb}, peerC: {2, 0, 0, 0, 0, 0xc}}, wanted: map[[4]byte]int{}}
+	d.nets = []*network{newNetwork(42, 0, "mflow42", []netip.Addr{netip.AddrFrom4(peerB), netip.AddrFrom4(peerC)})}
+	d.fdb.SetFlood(42, d.nets[0].flood)
+	known, far := [6]byte{2, 0xa, 0, 0, 0, 1}, [6]byte{2, 0xa, 0, 0, 0, 2}
+	d.fdb.Learn(42, known, peerC, 1)
+	d.fdb.Learn(42, far, peerD, 1) // a VTEP whose next hop is not resolved
+
+	frame := func(dst [6]byte, size int, tag byte) []byte {
+		f := make([]byte, size)
+		copy(f, dst[:])
+		copy(f[6:], []byte{2, 0xc, 0, 0, 0, 9})
+		f[12], f[13] = 0x88, 0xb5 // local experimental EtherType
+		f[size-1] = tag
+		return f
+	}
+	bcast := [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	toKnown := frame(known, 100, 1)
+	toAll := frame(bcast, 60, 2)
+	toUnknown := frame([6]byte{2, 0xa, 0, 0, 0, 7}, 80, 3)
+	toFar := frame(far, 90, 4)
+	dev := &readDevice{fakeDevice: fakeDevice{name: "mflow42"}, frames: [][]byte{toKnown, toAll, toUnknown, toFar}}
+	d.devs = []device{dev}
+	d.devMu = make([]sync.Mutex, 1)
+
+	q, err := xsktest.New(xsk.Options{NumFrames: 128, RxSize: -1, InitialFill: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	d.stopping.Store(true) // once the device is drained, stop instead of waiting
+	d.encapLoop(0, q)
+	// The loop holds a batch's worth of frames (txBatch) for reading: with
+	// a UMEM of exactly that size a flood copy finds no frame.
+	dev2 := &readDevice{fakeDevice: fakeDevice{name: "mflow42"}, frames: [][]byte{toAll}}
+	d.devs[0] = dev2
+	small, err := xsktest.New(xsk.Options{NumFrames: txBatch, RxSize: -1, InitialFill: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	d.encapLoop(0, small)
+	if n := len(small.Sent()); n != 1 || d.tx.drops[txNoFrame].Load() != 1 {
+		t.Errorf("flood with no frame for the copy: %d sent, %d umem_exhausted; want 1, 1", n, d.tx.drops[txNoFrame].Load())
+	}
+	dev.read += dev2.read
+	d.devs[0] = dev // the snapshot below reads the device's count
+
+	type wire struct {
+		dst   [4]byte
+		inner []byte
+	}
+	var got []wire
+	for _, f := range q.Sent() {
+		p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		vx, _ := p.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)
+		if ip == nil || udp == nil || vx == nil {
+			t.Fatalf("a sent frame does not decode as VxLAN: %v", p)
+		}
+		if [4]byte(ip.SrcIP.To4()) != testVTEP.As4() || udp.DstPort != 4789 || vx.VNI != 42 || !vx.ValidIDFlag {
+			t.Errorf("sent frame: %v → %v port %d VNI %d", ip.SrcIP, ip.DstIP, udp.DstPort, vx.VNI)
+		}
+		got = append(got, wire{[4]byte(ip.DstIP.To4()), vx.Payload})
+	}
+	want := []wire{{peerC, toKnown}, {peerB, toAll}, {peerC, toAll}, {peerB, toUnknown}, {peerC, toUnknown}}
+	if len(got) != len(want) {
+		for _, g := range got {
+			t.Logf("sent to %v: %d bytes, tag %d", g.dst, len(g.inner), g.inner[len(g.inner)-1])
+		}
+		t.Logf("drops %v copies %d", func() (r []uint64) {
+			for i := range numTxReasons {
+				r = append(r, d.tx.drops[i].Load())
+			}
+			return
+		}(), d.tx.copies.Load())
+		t.Fatalf("sent %d frames, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].dst != want[i].dst || !bytes.Equal(got[i].inner, want[i].inner) {
+			t.Errorf("sent frame %d: to %v, inner %d bytes; want to %v, %d bytes", i, got[i].dst, len(got[i].inner), want[i].dst, len(want[i].inner))
+		}
+	}
+	if d.hops.(*fakeHops).wanted[peerD] != 1 {
+		t.Errorf("the unresolved VTEP was asked for %d times, want 1", d.hops.(*fakeHops).wanted[peerD])
+	}
+	drops := func(r int) uint64 { return d.tx.drops[r].Load() }
+	if drops(txNoNeighbour) != 1 || drops(txTooBig) != 0 {
+		t.Errorf("drops: no_neighbour %d, frame_too_big %d; want 1, 0", drops(txNoNeighbour), drops(txTooBig))
+	}
+	var dropped uint64
+	for r := range numTxReasons {
+		dropped += drops(r)
+	}
+	if in, out := dev.read+d.tx.copies.Load(), d.tx.frames.Load()+dropped; in != out || d.tx.frames.Load() != 6 {
+		t.Errorf("read %d + copies %d = %d, transmitted %d + dropped %d = %d; want equal, 6 transmitted",
+			dev.read, d.tx.copies.Load(), in, d.tx.frames.Load(), dropped, out)
+	}
+	// The daemon's encap accounting over the same counters.
+	snap := d.snapshot()
+	if err := snap.Check(); err != nil || snap.Encap.InFlight != 0 || snap.Encap.Received.Packets != dev.read+d.tx.copies.Load() {
+		t.Errorf("encap snapshot: %v; received %d in flight %d", err, snap.Encap.Received.Packets, snap.Encap.InFlight)
+	}
+	for _, u := range []*xsktest.Socket{q, small} {
+		u.Complete()
+		if a := u.Accounting(); a.Check() != nil || a.Free != a.Frames {
+			t.Errorf("UMEM accounting %+v: %v; want every frame free", a, a.Check())
+		}
+	}
+}

@@ -9,11 +9,11 @@ import (
 // order per flow. One per engine: the engine calls Write from one goroutine
 // at a time, and the per-device buffers here are reused for every batch.
 type deviceSink struct {
-	d    *Daemon
+	d    *daemon
 	bufs [][][]byte // per network: the frames of the current batch
 }
 
-func newDeviceSink(d *Daemon, n int) *deviceSink {
+func newDeviceSink(d *daemon, n int) *deviceSink {
 	s := &deviceSink{d: d, bufs: make([][][]byte, len(d.nets))}
 	for i := range s.bufs {
 		s.bufs[i] = make([][]byte, 0, n)

@@ -2,30 +2,15 @@ package daemon
 
 import (
 	"maps"
+	"slices"
+
 	"mflow/dataplane"
 	"mflow/metrics"
 	"mflow/tap"
-	"slices"
 )
 
-// Snapshot returns the daemon's counters in the form the metrics package
-// exports. Conservation holds in each direction of every snapshot:
-// received = delivered + dropped + in flight.
-//
-// Decap: received counts frames taken from the AF_XDP rx rings; delivered
-// those the devices accepted; a frame the kernel refused on a TAP write is
-// dropped as "tap_write_error", one a veth's AF_XDP transmit could not take
-// (no free UMEM frame, tx ring full, too large) as "veth_tx_error".
-//
-// Encap: received counts frames read from the devices (after segmentation;
-// a packet that failed segmentation counts once, under its tap reason, as
-// does a frame from a veth that is too short or too large) plus the extra
-// copies flooding makes; delivered counts frames put on the uplink's tx
-// ring.
-//
-// After Run has returned, Snapshot returns the last one taken before
-// teardown. It is safe for concurrent use.
-func (d *Daemon) Snapshot() metrics.Snapshot {
+// snapshot is Snapshot on Linux.
+func (d *daemon) snapshot() metrics.Snapshot {
 	if d.down.Load() {
 		return d.final
 	}

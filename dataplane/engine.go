@@ -24,24 +24,34 @@ type Sink interface {
 	Write(b *batch.Batch) error
 }
 
-// NoCPU in an Affinity field means "do not pin this goroutine".
+// NoCPU in Affinity.Workers means "do not pin this worker".
 const NoCPU = -1
 
 // Affinity pins the engine's goroutines to CPUs. Each pinned goroutine
 // locks its OS thread, sets that thread's affinity and restores both when
-// it exits. A field set to NoCPU (or a worker beyond len(Workers)) is not
-// pinned. Note that the zero value pins the dispatcher and the output
-// goroutine to CPU 0.
+// it exits. A nil Dispatcher or Output, a worker set to NoCPU and a worker
+// beyond len(Workers) are not pinned: the zero value pins nothing.
 type Affinity struct {
 	// Dispatcher is the CPU of the goroutine that reads the source (and,
 	// with steer.Single, does everything).
-	Dispatcher int
+	Dispatcher *int
 	// Workers[i] is the CPU of worker i (steer.Pipeline: the decap
 	// goroutine is the dispatcher; it uses Dispatcher).
 	Workers []int
 	// Output is the CPU of the goroutine that merges and writes to the
 	// sink.
-	Output int
+	Output *int
+}
+
+// CPU returns a pointer to n, for Affinity's fields.
+func CPU(n int) *int { return &n }
+
+// cpuOf is the CPU a field names, or NoCPU.
+func cpuOf(p *int) int {
+	if p == nil {
+		return NoCPU
+	}
+	return *p
 }
 
 // Config is an engine's configuration. The zero value is usable: steer.Single
@@ -228,7 +238,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	aff := e.cfg.Affinity
 	if aff == nil {
-		aff = &Affinity{Dispatcher: NoCPU, Output: NoCPU}
+		aff = &Affinity{}
 	}
 
 	// Output goroutine: merger or fan-in, then the sink.
@@ -236,7 +246,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if e.cfg.Policy != steer.Single {
 		go func() {
 			defer close(outputDone) // after the affinity is restored
-			pinned(aff.Output, e.drainOutput)
+			pinned(cpuOf(aff.Output), e.drainOutput)
 		}()
 	} else {
 		close(outputDone)
@@ -255,7 +265,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	// Dispatcher, on this goroutine.
 	var err error
-	pinned(aff.Dispatcher, func() { err = e.disp.Run(ctx) })
+	pinned(cpuOf(aff.Dispatcher), func() { err = e.disp.Run(ctx) })
 
 	// Drain: no more input; workers finish what they hold, then the output.
 	for _, c := range e.in {

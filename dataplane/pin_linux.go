@@ -48,10 +48,10 @@ func checkAffinity(a *Affinity) error {
 		}
 		return nil
 	}
-	if err := check("dispatcher", a.Dispatcher); err != nil {
+	if err := check("dispatcher", cpuOf(a.Dispatcher)); err != nil {
 		return err
 	}
-	if err := check("output", a.Output); err != nil {
+	if err := check("output", cpuOf(a.Output)); err != nil {
 		return err
 	}
 	for i, c := range a.Workers {

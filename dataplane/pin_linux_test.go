@@ -54,7 +54,7 @@ func TestPinning(t *testing.T) {
 	}
 	sink := &memio.Sink{}
 	stage := &affinityStage{cpu: last}
-	aff := &Affinity{Dispatcher: cpus[0], Output: last, Workers: []int{last, NoCPU}}
+	aff := &Affinity{Dispatcher: CPU(cpus[0]), Output: CPU(last), Workers: []int{last, NoCPU}}
 	e, err := New(src, sink, Config{Policy: steer.Microflow, Workers: 2, Batch: 32, Affinity: aff,
 		Stages: []Stage{&DecapStage{}, stage}})
 	if err != nil {
@@ -73,7 +73,7 @@ func TestPinning(t *testing.T) {
 	if stage.pinned.Load() == 0 || stage.notPinned.Load() != 0 {
 		t.Errorf("worker 0 ran %d batches pinned to CPU %d and %d not", stage.pinned.Load(), last, stage.notPinned.Load())
 	}
-	if _, err := New(src, sink, Config{Affinity: &Affinity{Dispatcher: 4096, Output: NoCPU}}); err == nil {
+	if _, err := New(src, sink, Config{Affinity: &Affinity{Dispatcher: CPU(4096)}}); err == nil {
 		t.Error("New accepted CPU 4096")
 	}
 }

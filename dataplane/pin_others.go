@@ -10,7 +10,7 @@ var errNoPinning = errors.New("CPU pinning is only supported on Linux")
 func pinThread(int) (func(), error) { return nil, errNoPinning }
 
 func checkAffinity(a *Affinity) error {
-	if a.Dispatcher == NoCPU && a.Output == NoCPU {
+	if a.Dispatcher == nil && a.Output == nil {
 		for _, c := range a.Workers {
 			if c != NoCPU {
 				return errNoPinning

@@ -91,19 +91,24 @@ func parseSegment(frame []byte) (s segInfo, tot int, ok bool) {
 
 // sameFlow reports whether segment b (with header length thl) may follow
 // run head a: equal Ethernet header, IPv4 TOS, DF, TTL and addresses, TCP
-// ports, ack and options.
+// ports, ack and options. Both are TCP/IPv4 frames without IP options
+// that parseSegment accepted.
 func sameFlow(a, b []byte, thl int) bool {
-	if int(a[14+20+12]>>4)*4 != thl {
+	const (
+		ip  = vxlan.EthernetLen     // IPv4 header
+		tcp = ip + vxlan.IPv4MinLen // TCP header
+	)
+	if int(a[tcp+12]>>4)*4 != thl { // data offset
 		return false
 	}
-	return string(a[:14]) == string(b[:14]) && // Ethernet
-		a[15] == b[15] && // TOS (DSCP+ECN)
-		a[20] == b[20] && // DF (checked set) and reserved bit
-		a[22] == b[22] && // TTL
-		string(a[26:34]) == string(b[26:34]) && // addresses
-		string(a[34:38]) == string(b[34:38]) && // ports
-		string(a[42:46]) == string(b[42:46]) && // ack
-		string(a[54:34+thl]) == string(b[54:34+thl]) // options
+	return string(a[:ip]) == string(b[:ip]) && // Ethernet
+		a[ip+1] == b[ip+1] && // TOS (DSCP+ECN)
+		a[ip+6] == b[ip+6] && // DF (checked set) and reserved bit
+		a[ip+8] == b[ip+8] && // TTL
+		string(a[ip+12:ip+20]) == string(b[ip+12:ip+20]) && // addresses
+		string(a[tcp:tcp+4]) == string(b[tcp:tcp+4]) && // ports
+		string(a[tcp+8:tcp+12]) == string(b[tcp+8:tcp+12]) && // ack
+		string(a[tcp+20:tcp+thl]) == string(b[tcp+20:tcp+thl]) // options
 }
 
 // parseDatagram returns the UDP payload length of a UDP/IPv4 frame and

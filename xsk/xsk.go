@@ -256,6 +256,8 @@ type Queue interface {
 	Stats() (Stats, error)
 	// Accounting returns where the frames are.
 	Accounting() Accounting
+	// Options returns the options in use (defaults filled in).
+	Options() Options
 	// Close releases the socket and its UMEM.
 	Close() error
 }

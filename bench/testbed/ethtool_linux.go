@@ -37,9 +37,8 @@ func (ns *NS) withEthtool(fn func(s *ethtool.Socket) error) error {
 	})
 }
 
-// SetOffloads sets TSO, GSO, GRO and TX checksumming of link name as o says. It talks to the
-// kernel through an ioctl on a socket opened inside the namespace.
-func (ns *NS) SetOffloads(name string, o Offloads) error {
+// setOffloads is SetOffloads on Linux.
+func (ns *NS) setOffloads(name string, o Offloads) error {
 	err := ns.withEthtool(func(s *ethtool.Socket) error {
 		for _, f := range offloads(&o) {
 			if err := s.Set(name, f.set, *f.on); err != nil {
@@ -54,8 +53,8 @@ func (ns *NS) SetOffloads(name string, o Offloads) error {
 	return nil
 }
 
-// GetOffloads reports whether TSO, GSO, GRO and TX checksumming are on for link name.
-func (ns *NS) GetOffloads(name string) (Offloads, error) {
+// getOffloads is GetOffloads on Linux.
+func (ns *NS) getOffloads(name string) (Offloads, error) {
 	var o Offloads
 	err := ns.withEthtool(func(s *ethtool.Socket) error {
 		for _, f := range offloads(&o) {

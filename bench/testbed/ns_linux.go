@@ -12,12 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NewNS creates the named network namespace "<prefix>-<random6>" the way
-// iproute2 does (a bind mount of the namespace on /run/netns/<name>, with
-// /run/netns a shared mount so that other mount namespaces see it), brings
-// its loopback up and returns it. The caller's thread does not change
-// namespace.
-func NewNS(prefix string) (*NS, error) {
+// newNS is NewNS on Linux.
+func newNS(prefix string) (*NS, error) {
 	if err := prepareNetnsDir(); err != nil {
 		return nil, err
 	}
@@ -176,12 +172,8 @@ func onThread(fn func() (err error, discard bool)) error {
 	return r.err
 }
 
-// Do runs fn on an OS thread switched into the namespace and waits for it.
-// The caller's goroutine and thread keep their namespace. Sockets and BPF
-// test runs started by fn belong to the namespace (a socket keeps its
-// namespace after Do returns); goroutines started by fn do not inherit it.
-// A panic in fn is re-raised in the caller's goroutine.
-func (ns *NS) Do(fn func() error) error {
+// do is Do on Linux.
+func (ns *NS) do(fn func() error) error {
 	return onNewThread(func() error {
 		if err := ns.enter(); err != nil {
 			return err
@@ -203,26 +195,8 @@ func (ns *NS) enter() error {
 	return nil
 }
 
-// Handle returns the namespace's open handle, for netlink.NewHandleAt and
-// the like; it stays owned by ns (do not close it) and is invalid after
-// Close (netns.None()).
-func (ns *NS) Handle() netns.NsHandle {
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	if ns.closed {
-		return netns.None()
-	}
-	return ns.fd
-}
-
-// Path returns the namespace's bind-mount path, /run/netns/<Name>.
-func (ns *NS) Path() string { return filepath.Join(NetnsDir, ns.Name) }
-
-// Close deletes the namespace: it unmounts and removes /run/netns/<Name> and
-// closes its handles, after which the kernel destroys the namespace and its
-// links as soon as nothing else (a process, an open socket) holds it.
-// Close is idempotent and safe to call concurrently.
-func (ns *NS) Close() error {
+// close is Close on Linux.
+func (ns *NS) close() error {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if ns.closed {
@@ -249,15 +223,4 @@ func (ns *NS) Close() error {
 		return fmt.Errorf("deleting namespace %s: %w", ns.Name, errors.Join(errs...))
 	}
 	return nil
-}
-
-// netlink returns the namespace's netlink handle with ns.mu held; the
-// caller must call the returned unlock function.
-func (ns *NS) netlink() (*netlink.Handle, func(), error) {
-	ns.mu.Lock()
-	if ns.closed {
-		ns.mu.Unlock()
-		return nil, nil, fmt.Errorf("namespace %s: %w", ns.Name, ErrClosed)
-	}
-	return ns.nl, ns.mu.Unlock, nil
 }

@@ -10,10 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ListNamed returns the names of the named namespaces in /run/netns that
-// start with prefix (all of them for ""), e.g. to find what a killed run
-// left behind.
-func ListNamed(prefix string) ([]string, error) {
+// listNamed is ListNamed on Linux.
+func listNamed(prefix string) ([]string, error) {
 	entries, err := os.ReadDir(NetnsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -30,10 +28,8 @@ func ListNamed(prefix string) ([]string, error) {
 	return names, nil
 }
 
-// RemoveNamed deletes the named namespace name, like `ip netns delete`:
-// for leftovers of a process that could not run its Close. Deleting a
-// namespace another process still uses only removes its name.
-func RemoveNamed(name string) error {
+// removeNamed is RemoveNamed on Linux.
+func removeNamed(name string) error {
 	if name == "" || strings.ContainsRune(name, '/') || name == "." || name == ".." {
 		return fmt.Errorf("removing namespace %q: invalid name", name)
 	}

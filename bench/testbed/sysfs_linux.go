@@ -49,10 +49,8 @@ func (ns *NS) inSysfs(fn func(sysfs string) error) error {
 	return fn(dir)
 }
 
-// SetRPS writes the hexadecimal CPU mask (e.g. "2" for CPU 1, "0" to turn
-// RPS off) to queues/rx-<queue>/rps_cpus of link, through a private sysfs
-// mount that shows the namespace's devices (see doSysfs).
-func (ns *NS) SetRPS(link string, queue int, mask string) error {
+// setRPS is SetRPS on Linux.
+func (ns *NS) setRPS(link string, queue int, mask string) error {
 	err := ns.doSysfs(func(sysfs string) error {
 		p := filepath.Join(sysfs, "class/net", link, "queues", fmt.Sprintf("rx-%d", queue), "rps_cpus")
 		return os.WriteFile(p, []byte(mask), 0o644)
@@ -63,8 +61,8 @@ func (ns *NS) SetRPS(link string, queue int, mask string) error {
 	return nil
 }
 
-// RPS reads the CPU mask of queues/rx-<queue>/rps_cpus of link.
-func (ns *NS) RPS(link string, queue int) (string, error) {
+// rps is RPS on Linux.
+func (ns *NS) rps(link string, queue int) (string, error) {
 	var v string
 	err := ns.doSysfs(func(sysfs string) error {
 		p := filepath.Join(sysfs, "class/net", link, "queues", fmt.Sprintf("rx-%d", queue), "rps_cpus")

@@ -295,6 +295,9 @@ func (s *Socket) wait(timeout time.Duration, ready func() bool) (bool, error) {
 	}
 }
 
+// Options implements xsk.Queue.
+func (s *Socket) Options() xsk.Options { return s.opts }
+
 // Stats implements xsk.Queue.
 func (s *Socket) Stats() (xsk.Stats, error) {
 	s.mu.Lock()

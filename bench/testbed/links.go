@@ -5,7 +5,6 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Veth creates a veth pair with end aName in namespace a and end bName in
@@ -52,12 +51,12 @@ func createVeth(a *NS, aName string, b *NS, bName string, o VethOpts) error {
 			b.mu.Unlock()
 			return fmt.Errorf("namespace %s: %w", b.Name, ErrClosed)
 		}
-		bfd, err := unix.Dup(int(b.fd))
+		bfd, err := dupFD(int(b.fd))
 		b.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("duplicating namespace handle: %w", err)
 		}
-		defer unix.Close(bfd)
+		defer closeFD(bfd)
 		v.PeerNamespace = netlink.NsFd(bfd)
 	}
 	h, unlock, err := a.netlink()
@@ -174,14 +173,14 @@ func (ns *NS) AddNeigh(link string, ip net.IP, mac net.HardwareAddr) error {
 		return err
 	}
 	defer unlock()
-	family := unix.AF_INET6
+	family := afInet6
 	if ip.To4() != nil {
-		family = unix.AF_INET
+		family = afInet
 	}
 	n := &netlink.Neigh{
 		LinkIndex:    l.Attrs().Index,
 		Family:       family,
-		State:        netlink.NUD_PERMANENT,
+		State:        nudPermanent,
 		IP:           ip,
 		HardwareAddr: mac,
 	}

@@ -5,7 +5,6 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // AddBridge creates a Linux bridge name with the given MTU (0: default)
@@ -124,9 +123,9 @@ func (ns *NS) AppendFDB(link string, mac net.HardwareAddr, dst net.IP) error {
 	defer unlock()
 	n := &netlink.Neigh{
 		LinkIndex:    l.Attrs().Index,
-		Family:       unix.AF_BRIDGE,
-		State:        netlink.NUD_PERMANENT | netlink.NUD_NOARP,
-		Flags:        netlink.NTF_SELF,
+		Family:       afBridge,
+		State:        nudPermanentNoARP,
+		Flags:        ntfSelf,
 		IP:           dst,
 		HardwareAddr: mac,
 	}
@@ -143,7 +142,7 @@ func (ns *NS) FDB(link string) ([]netlink.Neigh, error) {
 		return nil, err
 	}
 	defer unlock()
-	list, err := h.NeighList(l.Attrs().Index, unix.AF_BRIDGE)
+	list, err := h.NeighList(l.Attrs().Index, afBridge)
 	if err != nil {
 		return nil, fmt.Errorf("listing FDB of %s in %s: %w", link, ns.Name, err)
 	}
