@@ -99,7 +99,22 @@ type VTEP struct {
 	// ReservedBits says what to do with a VxLAN header whose reserved bits
 	// are set: "ignore" (RFC 7348: receivers ignore them) or "drop".
 	ReservedBits ReservedPolicy `yaml:"reserved_bits"`
+	// Transmit is the encap transmit path: "socket" (kernel UDP sockets,
+	// one sendmsg with UDP segmentation offload per run of a flow's
+	// frames) or "af_xdp" (AF_XDP transmit on the uplink's first queue).
+	Transmit Transmit `yaml:"transmit"`
 }
+
+// Transmit is a VTEP's encap transmit path.
+type Transmit string
+
+// Encap transmit paths.
+const (
+	TransmitSocket Transmit = "socket"
+	TransmitAFXDP  Transmit = "af_xdp"
+	// DefaultTransmit is the transmit path when the config names none.
+	DefaultTransmit = TransmitSocket
+)
 
 // Network is one VNI and the local device its frames are delivered to.
 type Network struct {
@@ -256,7 +271,7 @@ func (q Queues) MarshalYAML() (any, error) {
 func Default() *Config {
 	return &Config{
 		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
-		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits},
+		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, Transmit: DefaultTransmit},
 		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers},
 		Metrics:  Metrics{Listen: DefaultMetricsAddr},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

@@ -119,6 +119,11 @@ func (c *Config) Validate() error {
 	default:
 		cl.add("vtep.reserved_bits", "%q is not one of ignore, drop", c.VTEP.ReservedBits)
 	}
+	switch c.VTEP.Transmit {
+	case TransmitSocket, TransmitAFXDP:
+	default:
+		cl.add("vtep.transmit", "%q is not one of socket, af_xdp", c.VTEP.Transmit)
+	}
 
 	// networks
 	if len(c.Networks) == 0 {

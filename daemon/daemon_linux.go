@@ -47,7 +47,8 @@ type daemon struct {
 	devMu  []sync.Mutex // one writer at a time per device
 	fdb    vxlan.FDB
 	neigh  *neighbours
-	hops   nextHops // d.neigh, or a fake in tests
+	hops   nextHops    // d.neigh, or a fake in tests
+	pools  []*sockPool // per network, with vtep.transmit: socket
 	stage  *networkStage
 	policy steer.Policy
 	// unordered bypasses the microflow merger (Options.Unordered).
@@ -224,6 +225,15 @@ func (d *daemon) setup(o Options) error {
 			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String())
 	}
 
+	if cfg.VTEP.Transmit == config.TransmitSocket {
+		for range d.nets {
+			p, err := newSockPool(d.vtep, uint16(cfg.VTEP.Port), 49152, 65535, 0x6d666c77)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrSetup, err)
+			}
+			d.pools = append(d.pools, p)
+		}
+	}
 	d.neigh, err = newNeighbours(d.uplinkIndex, d.log)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
@@ -262,7 +272,7 @@ func (d *daemon) run(ctx context.Context) error {
 			ecfg.Workers = 1
 		}
 		// steering.cpus pins the engine of the first queue only (the
-		// others stay unpinned; docs/OPERATIONS.md says so).
+		// others stay unpinned; the config's documentation says so).
 		if c := cfg.Steering.CPUs; c != nil && i == 0 {
 			ecfg.Affinity = &dataplane.Affinity{Dispatcher: c.Dispatcher, Workers: c.Workers}
 		}
@@ -291,7 +301,11 @@ func (d *daemon) run(ctx context.Context) error {
 		txWG.Add(1)
 		go func() {
 			defer txWG.Done()
-			d.encapLoop(i, d.socks[0])
+			if d.pools != nil {
+				d.encapLoopSocket(i, d.pools[i])
+			} else {
+				d.encapLoop(i, d.socks[0])
+			}
 		}()
 	}
 	refresh := time.NewTicker(10 * time.Second)
@@ -377,4 +391,8 @@ func (d *daemon) teardown() {
 		d.neigh.close()
 		d.neigh = nil
 	}
+	for _, p := range d.pools {
+		p.close()
+	}
+	d.pools = nil
 }

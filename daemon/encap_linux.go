@@ -22,10 +22,11 @@ const (
 	txRingFull           // the tx ring stayed full
 	txTooBig             // the frame does not fit a UMEM frame with headroom
 	txNoPeer             // flooding, but the network has no peers
+	txSendError          // the kernel refused the send (socket transmit path)
 	numTxReasons
 )
 
-var txReasonNames = [numTxReasons]string{"no_neighbour", "umem_exhausted", "tx_ring_full", "frame_too_big", "no_peer"}
+var txReasonNames = [numTxReasons]string{"no_neighbour", "umem_exhausted", "tx_ring_full", "frame_too_big", "no_peer", "send_error"}
 
 // txCounters are the transmit side's counters, shared by the encap loops.
 type txCounters struct {
@@ -89,8 +90,7 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 			}
 			// The device went away under us (deleted from outside):
 			// nothing more will come. Say so once and stop.
-			if errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADFD) || errors.Is(err, unix.EIO) ||
-				strings.Contains(err.Error(), "use of closed file") {
+			if deviceGone(err) {
 				d.log.Error("device unusable, its transmit direction stops", "device", t.Name(), "err", err)
 				return
 			}
@@ -163,6 +163,13 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 		copy(descs, descs[m:held])
 		held -= m
 	}
+}
+
+// deviceGone reports whether a read error means the device is gone
+// (deleted from outside, or closed).
+func deviceGone(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADFD) || errors.Is(err, unix.EIO) ||
+		strings.Contains(err.Error(), "use of closed file")
 }
 
 // encapTo encapsulates pkt for vtep, or counts why it cannot.

@@ -3,19 +3,20 @@ package dataplane
 import (
 	"mflow/batch"
 	"mflow/internal/csum"
-
 	"mflow/vxlan"
 )
 
 // Stage is one step of per-packet work that a worker applies to a batch in
 // place (decap, a checksum). GRO-like merging is not a stage: the TAP
-// sink does it when it writes (tap.Device.WriteCoalesced).
+// sink does it when it writes (tap.Device.WriteFrames).
 //
-// Before the first stage, every frame i < b.N has Out[i] == Frames[i] and
-// Reason[i] == vxlan.Deliver. A stage looks only at frames i < b.N whose
-// Reason is still vxlan.Deliver; it may narrow Out[i] to a sub-slice, set
-// VNI[i] and Hash[i], or drop the frame by setting Reason[i]. It must not
-// reorder frames or keep references to them. Workers call Process
+// Before the first stage, every frame i < b.N has Out[i] == Frames[i],
+// Offset[i] == 0, Net[i] == -1 and Reason[i] == vxlan.Deliver. A stage
+// looks only at frames i < b.N whose Reason is still vxlan.Deliver; it may
+// narrow Out[i] to a sub-slice (and must then keep Offset[i] the offset of
+// Out[i] in Frames[i], which a sink relies on), set VNI[i], Net[i] and
+// Hash[i], or drop the frame by setting Reason[i]. It must not reorder
+// frames or keep references to them. Workers call Process
 // concurrently, so a Stage must be safe for concurrent use.
 type Stage interface {
 	Process(b *batch.Batch)

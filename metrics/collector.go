@@ -77,7 +77,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameNetworkDeliveredBytes, "Bytes of decapsulated frames delivered per network.", []string{"vni", "device"}},
 		{NameNetworkTransmittedPackets, "Frames encapsulated and transmitted per network.", []string{"vni", "device"}},
 		{NameNetworkTransmittedBytes, "Bytes of frames encapsulated and transmitted per network.", []string{"vni", "device"}},
-		{NameNetworkKernelDrops, "Frames from a network's veth device dropped by the kernel before mflow saw them.", []string{"vni", "device"}},
+		{NameNetworkKernelDrops, "Frames from a network's device dropped by the kernel before mflow read them (TAP: its queue to mflow full; veth: its AF_XDP sockets).", []string{"vni", "device"}},
 		{NameUMEMFrames, "UMEM frames by owner; the states sum to mflow_umem_size_frames.", []string{"queue", "state"}},
 		{NameUMEMSize, "Frames in the UMEM of the AF_XDP socket of a queue.", []string{"queue"}},
 		{NameXSKEvents, "Kernel AF_XDP socket statistics (packets that never reached mflow).", []string{"queue", "event"}},

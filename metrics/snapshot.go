@@ -70,8 +70,9 @@ type Network struct {
 	// Transmitted counts frames of Device encapsulated and sent.
 	Transmitted Counter
 	// KernelDrops counts frames from Device that the kernel dropped before
-	// mflow saw them (a veth device's AF_XDP sockets: rx ring full, no
-	// fill frame, a queue without socket); always 0 for a TAP.
+	// mflow read them: a TAP's tx_dropped (its queue to mflow was full), a
+	// veth device's AF_XDP sockets' drops (rx ring full, no fill frame, a
+	// queue without socket).
 	KernelDrops uint64
 }
 

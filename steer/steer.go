@@ -28,13 +28,12 @@ package steer
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
 	"io"
-	"mflow/batch"
 	"sync/atomic"
 
+	"mflow/batch"
 	"mflow/vxlan"
 )
 

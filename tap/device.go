@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -34,7 +35,10 @@ type Device struct {
 	rdStats  Stats // counted during one Read, added to stats at its end
 	readFn   func(fd uintptr) bool
 
-	nl *netlink.Handle // in the device's namespace, for KernelDrops
+	dropMu   sync.Mutex      // guards nl, drops and dropBase
+	nl       *netlink.Handle // in the device's namespace, for KernelDrops; nil once closed
+	drops    uint64          // the last KernelDrops count
+	dropBase uint64          // tx_dropped at Open (an adopted device counted before)
 
 	// Writer state, owned by the goroutine in Write.
 	group    []keyedFrame // WriteFrames' scratch
@@ -82,7 +86,13 @@ func (d *Device) Offloads() Offloads { return d.offl }
 // Close closes the device's file descriptor, which ends a blocked Read or
 // Write with an error. A device that Open created is removed by the kernel.
 func (d *Device) Close() error {
-	d.nl.Close()
+	d.KernelDrops() // the last count, kept for after
+	d.dropMu.Lock()
+	if d.nl != nil {
+		d.nl.Close()
+		d.nl = nil
+	}
+	d.dropMu.Unlock()
 	return d.file.Close()
 }
 
@@ -257,16 +267,21 @@ func (d *Device) WriteFrames(bufs [][]byte, offset int) (int, error) {
 	return d.WriteCoalesced(bufs, offset)
 }
 
-// KernelDrops counts frames the kernel dropped on their way to mflow: the
-// TAP's tx_dropped, frames the bridge sent while the device's queue to
-// user space was full. It returns 0 when the count cannot be read (the
-// device is gone).
+// KernelDrops counts frames the kernel dropped on their way to mflow since
+// Open: the TAP's tx_dropped (frames the bridge sent while the device's
+// queue to user space was full), less what an adopted device had counted
+// before. After Close it returns the last count read before closing; while
+// the count cannot be read (the device is gone) it returns the last one
+// read.
 func (d *Device) KernelDrops() uint64 {
-	l, err := d.nl.LinkByIndex(d.index)
-	if err != nil || l.Attrs().Statistics == nil {
-		return 0
+	d.dropMu.Lock()
+	defer d.dropMu.Unlock()
+	if d.nl != nil {
+		if l, err := d.nl.LinkByIndex(d.index); err == nil && l.Attrs().Statistics != nil {
+			d.drops = l.Attrs().Statistics.TxDropped - min(d.dropBase, l.Attrs().Statistics.TxDropped)
+		}
 	}
-	return l.Attrs().Statistics.TxDropped
+	return d.drops
 }
 
 // WriteErrorReason is the drop reason under which frames the kernel

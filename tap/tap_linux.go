@@ -121,6 +121,9 @@ func open(o Options) (*Device, error) {
 		offl:    want,
 		rbuf:    make([]byte, MaxPacket),
 	}
+	if st := link.Attrs().Statistics; st != nil {
+		d.dropBase = st.TxDropped
+	}
 	d.readFn = d.readLoop
 	d.writeFn = d.writeLoop
 	return d, nil

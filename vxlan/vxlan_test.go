@@ -148,6 +148,30 @@ func TestDecapOuterVLAN(t *testing.T) {
 	if Ethernet(tagged).VLANID() != 100 {
 		t.Fatalf("VLANID = %d, want 100", Ethernet(tagged).VLANID())
 	}
+	if off := InnerOffset(tagged); !bytes.Equal(tagged[off:off+len(in)], in) {
+		t.Fatalf("InnerOffset %d of a tagged frame does not give the inner frame", off)
+	}
+}
+
+// TestInnerOffsetIPOptions: the inner frame's offset counts outer IPv4
+// options (Decap accepts them).
+func TestInnerOffsetIPOptions(t *testing.T) {
+	pkt, in := encapFrame(t, testEncoder(), 80, 7)
+	opt := make([]byte, 0, len(pkt)+8)
+	opt = append(opt, pkt[:34]...)
+	opt = append(opt, 1, 1, 1, 0, 1, 1, 1, 0) // NOP options, 8 bytes
+	opt = append(opt, pkt[34:]...)
+	ip := IPv4(opt[14:])
+	ip[0] = 0x47 // IHL 7
+	ip[2], ip[3] = byte((len(opt)-14)>>8), byte(len(opt)-14)
+	fixIPv4(opt)
+	inner, _, _, r := (&Decoder{}).Decap(opt)
+	if r != Deliver || !bytes.Equal(inner, in) {
+		t.Fatalf("frame with IP options: verdict %v, inner equal %v", r, bytes.Equal(inner, in))
+	}
+	if off := InnerOffset(opt); off != 14+28+8+8 || !bytes.Equal(opt[off:off+len(in)], in) {
+		t.Fatalf("InnerOffset = %d, want %d", off, 14+28+8+8)
+	}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -345,6 +369,9 @@ func FuzzDecap(f *testing.F) {
 		}
 		if at < 0 {
 			t.Fatal("inner frame does not point into the input")
+		}
+		if got := InnerOffset(frame); got != at {
+			t.Fatalf("InnerOffset = %d, inner frame at %d", got, at)
 		}
 		l3 := EthernetLen
 		if Ethernet(frame).EtherType() == EtherTypeVLAN {

@@ -54,10 +54,20 @@ func TestTransmitRetry(t *testing.T) {
 		t.Errorf("stalled ring: %d sent, %v, after %v; want 4, nil, after at least %v", n, err, took, xsk.RetryFor)
 	}
 	q.Free(out[n:]) // still ours
-	if n, err := xsk.TransmitRetry(s, out[n:], func() bool { return true }); n != 0 || err != nil {
-		t.Errorf("stopped: %d, %v", n, err)
+	// stop says to give up: no retrying, however full the ring.
+	q.Complete()
+	if k := q.Alloc(out); k != 10 {
+		t.Fatalf("alloc %d", k)
 	}
+	for i := range out {
+		out[i].Len = 60
+	}
+	start = time.Now()
+	if k, err := xsk.TransmitRetry(s, out, func() bool { return true }); k != 4 || err != nil || time.Since(start) >= xsk.RetryFor {
+		t.Errorf("stopped: %d sent, %v, after %v; want 4 at once", k, err, time.Since(start))
+	}
+	q.Free(out[4:])
 	if a := q.Accounting(); a.Check() != nil || a.Tx != 4 || a.Free != 60 {
-		t.Errorf("accounting %+v: %v; want the 4 sent on the ring, the rest free", a, a.Check())
+		t.Errorf("accounting %+v: %v; want the last 4 sent on the ring, the rest free", a, a.Check())
 	}
 }

@@ -66,7 +66,7 @@ func (c *ceiling) start(flows, off int) {
 		if c.cpu >= 0 {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			pinThread(c.cpu)
+			defer pinThread(c.cpu)() // restored before the unlock
 		}
 		descs := make([]xsk.Desc, 256)
 		var idleSince time.Time
@@ -133,7 +133,7 @@ func (c *ceiling) transmit(ctx context.Context, frame gen.Frame, o gen.Options, 
 	if c.cpu >= 0 {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		pinThread(c.cpu)
+		defer pinThread(c.cpu)() // restored before the unlock
 	}
 	const batch = 64
 	fs := c.sock.Options().FrameSize

@@ -163,6 +163,9 @@ func (e *env) startDaemon() error {
 	if err != nil {
 		return fmt.Errorf("configuring mflow: %w", err)
 	}
+	if m.Transmit != "" {
+		cfg.VTEP.Transmit = config.Transmit(m.Transmit)
+	}
 	logW := o.Log
 	if logW == nil {
 		logW = io.Discard

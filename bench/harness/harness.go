@@ -45,6 +45,11 @@ type Options struct {
 	// every mflow mode runs once per type, with "-veth" appended to the
 	// names of the veth ones. Empty means tap only.
 	Devices []string `json:"devices,omitempty"`
+	// Transmits are mflow's encap transmit paths to measure ("socket",
+	// "af_xdp", as vtep.transmit); every mflow mode runs once per path,
+	// with "-" and the path appended to the names of all but the first.
+	// Empty means the config's default only.
+	Transmits []string `json:"transmits,omitempty"`
 	// Sizes are UDP payload sizes in bytes (16 to 1422); the first is the
 	// size of the flows sweep and of the latency steps.
 	Sizes []int `json:"sizes"`
@@ -170,6 +175,9 @@ type Mode struct {
 	// Device is mflow's network device type, "tap" or "veth" (mflow
 	// only; "" is tap).
 	Device string
+	// Transmit is mflow's encap transmit path (vtep.transmit; "" is the
+	// config's default).
+	Transmit string
 }
 
 // label names m in progress lines and warnings: the name, plus the batch
@@ -218,15 +226,29 @@ func (o *Options) Expand() ([]Mode, error) {
 			return nil, fmt.Errorf("expanding modes: unknown device %q (want tap, veth)", d)
 		}
 	}
+	transmits := o.Transmits
+	if len(transmits) == 0 {
+		transmits = []string{""}
+	}
+	for _, t := range transmits {
+		if t != "" && t != string(config.TransmitSocket) && t != string(config.TransmitAFXDP) {
+			return nil, fmt.Errorf("expanding modes: unknown transmit path %q (want %s, %s)", t, config.TransmitSocket, config.TransmitAFXDP)
+		}
+	}
 	var out []Mode
 	mflow := func(m Mode) {
 		for _, d := range devices {
-			mm := m
-			mm.Device = d
-			if d == "veth" {
-				mm.Name += "-veth"
+			for ti, t := range transmits {
+				mm := m
+				mm.Device, mm.Transmit = d, t
+				if d == "veth" {
+					mm.Name += "-veth"
+				}
+				if ti > 0 {
+					mm.Name += "-" + strings.ReplaceAll(t, "_", "")
+				}
+				out = append(out, mm)
 			}
-			out = append(out, mm)
 		}
 	}
 	for _, m := range o.Modes {

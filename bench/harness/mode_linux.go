@@ -8,6 +8,9 @@ import (
 // runMode sets a mode up, measures its steps and removes it.
 func runMode(ctx context.Context, o *Options, m Mode, p *progress) (results []Result, err error) {
 	steps := o.StepsFor(m)
+	if len(steps) == 0 {
+		return nil, nil // nothing of this mode is measured with these options
+	}
 	p.line("%s: building the testbed", m.label())
 	e, err := setup(ctx, o, m)
 	if err != nil {

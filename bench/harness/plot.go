@@ -343,16 +343,23 @@ func (r *Report) writeRatioPlot(dir string, f ratioFigure) (string, error) {
 			if ok && kv.N > 0 && mv.N > 0 && kv.Median > 0 && mv.Median > 0 {
 				vals[j] = mv.Median / kv.Median
 			} else if f.logY {
-				vals[j] = 1 // no bar on a log axis: drawn at the reference
+				vals[j] = math.NaN() // no point: not measured
 			}
-			hi, lo = math.Max(hi, vals[j]), math.Min(lo, math.Max(vals[j], 1e-3))
+			if !math.IsNaN(vals[j]) {
+				hi, lo = math.Max(hi, vals[j]), math.Min(lo, math.Max(vals[j], 1e-3))
+			}
 		}
 		if f.logY {
 			// Bars start at zero, which a log axis has not: points,
 			// shifted per mode like the bars would be.
 			var pts plotter.XYs
 			for j, v := range vals {
-				pts = append(pts, plotter.XY{X: float64(j) + 0.12*(float64(i)-float64(len(modes)-1)/2), Y: v})
+				if !math.IsNaN(v) {
+					pts = append(pts, plotter.XY{X: float64(j) + 0.12*(float64(i)-float64(len(modes)-1)/2), Y: v})
+				}
+			}
+			if len(pts) == 0 {
+				continue
 			}
 			sc, err := plotter.NewScatter(pts)
 			if err != nil {

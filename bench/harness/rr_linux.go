@@ -215,6 +215,12 @@ func udpRR(ctx context.Context, client, server *testbed.NS, addr netip.AddrPort,
 				res.Lost++ // timed out
 				break
 			}
+			if n == 0 && ctx.Err() != nil {
+				// The step was cancelled: the socket is shut down and
+				// every read returns at once with nothing.
+				res.Seconds = float64(monoNow()-start) / 1e9
+				return res, ctx.Err()
+			}
 			if n == size && seqMatches(resp[:n], seq) {
 				res.Transactions++
 				if len(res.RTTs) < maxRRSamples {

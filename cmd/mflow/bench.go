@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -37,12 +38,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	workers := fs.String("workers", ints(d.Workers), "worker `counts` of flow and microflow (one mode per count)")
 	batch := fs.Int("batch", d.Batch, "mflow's micro-flow `size`")
 	devices := fs.String("devices", "tap", "mflow's network device `types`: tap, veth (AF_XDP into a veth pair); each mflow mode runs once per type")
+	transmits := fs.String("transmit", "", "mflow's encap transmit `paths` to compare: socket, af_xdp (each mflow mode once per path; \"\": the default)")
 	sizes := fs.String("sizes", ints(d.Sizes), "UDP payload `sizes` in bytes (16..1422); the first is the flows sweep's")
 	flows := fs.String("flows", ints(d.Flows), "flow `counts`; the first is the size sweep's")
 	dirs := fs.String("dirs", strings.Join(d.Dirs, ","), "`directions` to measure: decap (peer → container), encap (container → peer)")
 	tcpSizes := fs.String("tcp-sizes", ints(d.TCPSizes), "TCP write `sizes` (\"\": no TCP)")
 	tcpStreams := fs.String("tcp-streams", ints(d.TCPStreams), "parallel TCP stream `counts` (one step per count)")
-	tcpClient := fs.String("tcp-client", strings.Join(d.TCPClients, ","), "TCP `clients`: builtin (sendfile sender, checked receiver), iperf3 (from the PATH); both: one step per client")
+	tcpClient := fs.String("tcp-client", strings.Join(d.TCPClients, ","), "TCP `clients`: builtin (polling sender, sampled content check), iperf3 (from the PATH); both: one step per client")
 	rrSizes := fs.String("rr-sizes", ints(d.RRSizes), "request/response `sizes` in bytes (TCP_RR, UDP_RR); the first is also measured under load (\"\": none)")
 	rrProtos := fs.String("rr-protos", strings.Join(d.RRProtos, ","), "request/response `protocols`: tcp, udp")
 	rrLoads := fs.String("rr-loads", strings.Join(d.RRLoads, ","), "`directions` of the background TCP stream of the loaded request/response steps (\"\": idle only)")
@@ -56,6 +58,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	receivers := fs.Int("receivers", 0, "SO_REUSEPORT sockets in the container (0: min(max flows, CPUs))")
 	pin := fs.Bool("pin", d.Pin, "pin mflow's dispatcher and workers to CPUs other than the generator's when there are enough")
 	verbose := fs.Bool("v", false, "show the daemon's warnings")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (harness and in-process daemon) to `FILE` (go tool pprof)")
 	from := fs.String("from", "", "measure nothing: read the report.json `FILE` of an earlier run and write its markdown (and with --out its files and plots) again")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -81,6 +84,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	apply("workers", func() (e error) { o.Workers, e = parseInts(*workers); return })
 	apply("batch", func() error { o.Batch = *batch; return nil })
 	apply("devices", func() error { o.Devices = splitList(*devices); return nil })
+	apply("transmit", func() error { o.Transmits = splitList(*transmits); return nil })
 	apply("sizes", func() (e error) { o.Sizes, e = parseInts(*sizes); return })
 	apply("flows", func() (e error) { o.Flows, e = parseInts(*flows); return })
 	apply("dirs", func() error { o.Dirs = append([]string{}, splitList(*dirs)...); return nil })
@@ -109,6 +113,19 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "mflow bench: needs root (network namespaces, XDP, AF_XDP)")
 		return exitSetup
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "mflow bench: %v\n", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "mflow bench: %v\n", err)
+			return exitRuntime
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Fprintf(stderr, "mflow bench: estimated %v\n", o.Estimate().Round(time.Second))
 	rep, err := harness.Run(ctx, o, stderr)
