@@ -75,7 +75,6 @@ func newSockPool(vtep [4]byte, dstPort, lo, hi uint16, seed uint32) (p *sockPool
 	span := int(hi-lo) + 1
 	n := min(sockPoolSize, span)
 	for i := range n {
-		port := lo + uint16(i*span/n)
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return p, fmt.Errorf("open UDP socket: %w", err)
@@ -88,10 +87,23 @@ func newSockPool(vtep [4]byte, dstPort, lo, hi uint16, seed uint32) (p *sockPool
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
 			return p, fmt.Errorf("set the UDP socket's send timeout: %w", err)
 		}
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: vtep, Port: int(port)}); err != nil {
-			return p, fmt.Errorf("bind UDP socket to %d.%d.%d.%d:%d (vtep.source_ports): %w", vtep[0], vtep[1], vtep[2], vtep[3], port, err)
+		// The encap loops of several networks bind the same ports.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return p, fmt.Errorf("set SO_REUSEPORT on the UDP socket: %w", err)
 		}
-		p.ports = append(p.ports, port)
+		// Port i*span/n of the range, or the next free one of its share
+		// (another program may hold it).
+		first, last := lo+uint16(i*span/n), lo+uint16((i+1)*span/n-1)
+		var berr error
+		for port := first; ; port++ {
+			if berr = unix.Bind(fd, &unix.SockaddrInet4{Addr: vtep, Port: int(port)}); berr == nil {
+				p.ports = append(p.ports, port)
+				break
+			}
+			if !errors.Is(berr, unix.EADDRINUSE) || port == last {
+				return p, fmt.Errorf("bind a UDP socket to %d.%d.%d.%d, ports %d-%d: %w", vtep[0], vtep[1], vtep[2], vtep[3], first, last, berr)
+			}
+		}
 	}
 	p.to.Family = unix.AF_INET
 	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&p.to.Port))[:], dstPort)

@@ -51,6 +51,16 @@ func TestSockPoolSend(t *testing.T) {
 	if len(p.fds) != sockPoolSize || p.ports[0] != 50000 || p.ports[len(p.ports)-1] > 50015 {
 		t.Fatalf("pool of %d sockets on ports %v", len(p.fds), p.ports)
 	}
+	// The pool of a second network binds the same ports.
+	if err := ns.Do(func() error {
+		p2, err := newSockPool(lo, 4789, 50000, 50015, 1)
+		if err == nil {
+			p2.close()
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("a second pool on the same ports: %v", err)
+	}
 	dgrams := make([][]byte, 6)
 	for i := range dgrams {
 		n := 100
