@@ -99,10 +99,34 @@ type VTEP struct {
 	// ReservedBits says what to do with a VxLAN header whose reserved bits
 	// are set: "ignore" (RFC 7348: receivers ignore them) or "drop".
 	ReservedBits ReservedPolicy `yaml:"reserved_bits"`
+	// SourcePorts is the range of outer UDP source ports, "LOW-HIGH"; the
+	// inner flow's hash picks one (RFC 7348 §5). Default 49152-65535.
+	SourcePorts string `yaml:"source_ports"`
+	// TTL of the outer IPv4 header, 1..255; 0 (the default) means 64.
+	TTL int `yaml:"ttl"`
 	// Transmit is the encap transmit path: "socket" (kernel UDP sockets,
 	// one sendmsg with UDP segmentation offload per run of a flow's
 	// frames) or "af_xdp" (AF_XDP transmit on the uplink's first queue).
 	Transmit Transmit `yaml:"transmit"`
+}
+
+// DefaultSourcePorts is the outer UDP source port range when the config
+// names none: the dynamic ports (RFC 6335), as RFC 7348 recommends.
+const DefaultSourcePorts = "49152-65535"
+
+// SourcePortRange returns the bounds of SourcePorts; ok is false when it
+// does not parse as "LOW-HIGH" with 1 <= LOW <= HIGH <= 65535.
+func (v VTEP) SourcePortRange() (lo, hi uint16, ok bool) {
+	a, b, found := strings.Cut(strings.TrimSpace(v.SourcePorts), "-")
+	if !found {
+		return 0, 0, false
+	}
+	l, err1 := strconv.Atoi(strings.TrimSpace(a))
+	h, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || l < 1 || h > 65535 || l > h {
+		return 0, 0, false
+	}
+	return uint16(l), uint16(h), true
 }
 
 // Transmit is a VTEP's encap transmit path.
@@ -271,7 +295,7 @@ func (q Queues) MarshalYAML() (any, error) {
 func Default() *Config {
 	return &Config{
 		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
-		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, Transmit: DefaultTransmit},
+		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts},
 		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers},
 		Metrics:  Metrics{Listen: DefaultMetricsAddr},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

@@ -88,7 +88,8 @@ networks:
 		t.Errorf("defaults:\ngot  %+v\nwant %+v", c, want)
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
-		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "mtu: 1450", "type: tap", "level: info"} {
+		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "mtu: 1450", "type: tap", "level: info",
+		"source_ports: 49152-65535", "transmit: socket"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
 		}
@@ -97,6 +98,21 @@ networks:
 
 // TestEffectiveRoundTrip checks that the effective configuration parses
 // back to the same configuration.
+// TestSourcePortRange: the range parses with spaces around its numbers.
+func TestSourcePortRange(t *testing.T) {
+	for s, want := range map[string][2]uint16{"49152-65535": {49152, 65535}, " 1000 - 1000 ": {1000, 1000}, "1-65535": {1, 65535}} {
+		lo, hi, ok := VTEP{SourcePorts: s}.SourcePortRange()
+		if !ok || lo != want[0] || hi != want[1] {
+			t.Errorf("%q: %d-%d %v", s, lo, hi, ok)
+		}
+	}
+	for _, s := range []string{"", "1000", "2-1", "0-5", "5-70000", "a-b"} {
+		if _, _, ok := (VTEP{SourcePorts: s}).SourcePortRange(); ok {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}
+
 func TestEffectiveRoundTrip(t *testing.T) {
 	c, err := Parse([]byte(edit(t, 3, "  queues: [0, 2]")))
 	if err != nil {
@@ -146,6 +162,11 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate peer", edit(t, 14, "    peers: [192.0.2.3, 192.0.2.3]"), []string{"line 14", "networks[1].peers[1]"}},
 		{"no peers", edit(t, 11, "    peers: []"), []string{"line 11", "networks[0].peers", "at least one"}},
 		{"port zero", edit(t, 7, "  port: 0"), []string{"line 7", "vtep.port"}},
+		{"source ports reversed", edit(t, 7, "  port: 4789\n  source_ports: 60000-50000"), []string{"line 8", "vtep.source_ports", "LOW-HIGH"}},
+		{"source ports not a range", edit(t, 7, "  port: 4789\n  source_ports: 50000"), []string{"line 8", "vtep.source_ports"}},
+		{"source port zero", edit(t, 7, "  port: 4789\n  source_ports: 0-10"), []string{"line 8", "vtep.source_ports"}},
+		{"ttl high", edit(t, 7, "  port: 4789\n  ttl: 256"), []string{"line 8", "vtep.ttl"}},
+		{"transmit unknown", edit(t, 7, "  port: 4789\n  transmit: carrier-pigeon"), []string{"line 8", "vtep.transmit", "socket, af_xdp"}},
 		{"port high", edit(t, 7, "  port: 65536"), []string{"line 7", "vtep.port"}},
 		{"vni too big", edit(t, 12, "  - vni: 16777216"), []string{"line 12", "networks[1].vni", "0..16777215"}},
 		{"vni negative", edit(t, 12, "  - vni: -1"), []string{"line 12", "networks[1].vni"}},

@@ -119,6 +119,12 @@ func (c *Config) Validate() error {
 	default:
 		cl.add("vtep.reserved_bits", "%q is not one of ignore, drop", c.VTEP.ReservedBits)
 	}
+	if _, _, ok := c.VTEP.SourcePortRange(); !ok {
+		cl.add("vtep.source_ports", "%q is not a port range LOW-HIGH with 1 <= LOW <= HIGH <= 65535", c.VTEP.SourcePorts)
+	}
+	if c.VTEP.TTL < 0 || c.VTEP.TTL > 255 {
+		cl.add("vtep.ttl", "%d is not a TTL (1..255, or 0 for the default 64)", c.VTEP.TTL)
+	}
 	switch c.VTEP.Transmit {
 	case TransmitSocket, TransmitAFXDP:
 	default:

@@ -130,6 +130,9 @@ func reservedPolicy(p config.ReservedPolicy) vxlan.ReservedPolicy {
 // coarseClock returns Unix seconds, the FDB's clock.
 func coarseClock() int64 { return time.Now().Unix() }
 
+// flowSeed seeds the inner flow hash that picks the outer source port.
+const flowSeed = 0x6d666c77
+
 // setup runs inside the served namespace.
 func (d *daemon) setup(o Options) error {
 	cfg := d.cfg
@@ -227,7 +230,8 @@ func (d *daemon) setup(o Options) error {
 
 	if cfg.VTEP.Transmit == config.TransmitSocket {
 		for range d.nets {
-			p, err := newSockPool(d.vtep, uint16(cfg.VTEP.Port), 49152, 65535, 0x6d666c77)
+			lo, hi, _ := cfg.VTEP.SourcePortRange() // validated
+			p, err := newSockPool(d.vtep, uint16(cfg.VTEP.Port), lo, hi, cfg.VTEP.TTL, flowSeed)
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrSetup, err)
 			}

@@ -52,7 +52,9 @@ type nextHops interface {
 func (d *daemon) encapLoop(i int, s xsk.Queue) {
 	t := d.devs[i]
 	n := d.nets[i]
-	enc := vxlan.Encoder{SrcMAC: d.uplinkMAC, SrcIP: d.vtep, Port: uint16(d.cfg.VTEP.Port), Seed: 0x6d666c77}
+	lo, hi, _ := d.cfg.VTEP.SourcePortRange() // validated
+	enc := vxlan.Encoder{SrcMAC: d.uplinkMAC, SrcIP: d.vtep, Port: uint16(d.cfg.VTEP.Port), Seed: flowSeed,
+		SrcPortMin: lo, SrcPortMax: hi, TTL: uint8(d.cfg.VTEP.TTL)}
 	descs := make([]xsk.Desc, txBatch)
 	bufs := make([][]byte, txBatch)
 	sizes := make([]int, txBatch)

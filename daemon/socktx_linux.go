@@ -22,7 +22,7 @@ import (
 //
 // Source ports: RFC 7348 wants the outer source port to carry the inner
 // flow's entropy. A socket has one source port, so there is a small pool
-// of sockets bound to ports spread over vtep.source_ports' range
+// of sockets bound to ports spread over the vtep.source_ports range
 // (sockPool), and the inner flow hash picks one; a flow always uses the
 // same socket, so its order is kept.
 //
@@ -33,7 +33,8 @@ import (
 //
 // DSCP/ECN are inherited from an inner IPv4 header (as `ip link add type
 // vxlan tos inherit` does, ECN per RFC 6040: CE becomes ECT(0)); DF is set
-// (IP_PMTUDISC_DO), TTL is the kernel's default.
+// (IP_PMTUDISC_DO); TTL and the source port range are vtep.ttl and
+// vtep.source_ports.
 
 // sockPoolSize is the number of source ports (sockets) per VTEP.
 const sockPoolSize = 16
@@ -64,8 +65,10 @@ type sockPool struct {
 // long): the datagrams are then dropped under send_error.
 const sendTimeout = 100 * time.Millisecond
 
-// newSockPool opens the pool's sockets in the calling thread's namespace.
-func newSockPool(vtep [4]byte, dstPort, lo, hi uint16, seed uint32) (p *sockPool, err error) {
+// newSockPool opens the pool's sockets in the calling thread's namespace,
+// bound to source ports spread over lo..hi, with outer TTL ttl (0: the
+// kernel's default, 64).
+func newSockPool(vtep [4]byte, dstPort, lo, hi uint16, ttl int, seed uint32) (p *sockPool, err error) {
 	p = &sockPool{seed: seed, port: dstPort, iov: make([]unix.Iovec, maxGSOSegs)}
 	defer func() {
 		if err != nil {
@@ -86,6 +89,11 @@ func newSockPool(vtep [4]byte, dstPort, lo, hi uint16, seed uint32) (p *sockPool
 		tv := unix.NsecToTimeval(sendTimeout.Nanoseconds())
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
 			return p, fmt.Errorf("set the UDP socket's send timeout: %w", err)
+		}
+		if ttl > 0 {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, ttl); err != nil {
+				return p, fmt.Errorf("set the UDP socket's TTL: %w", err)
+			}
 		}
 		// The encap loops of several networks bind the same ports.
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {

@@ -14,7 +14,7 @@ import (
 // sent in one sendmsg with UDP_SEGMENT, arrive as separate datagrams,
 // intact and in order, from the pool's source port and with the TOS asked
 // for; a lone datagram goes without segmentation; sending allocates
-// nothing. Over loopback in a namespace of its own.
+// nothing; the TTL is the pool's. Over loopback in a namespace of its own.
 func TestSockPoolSend(t *testing.T) {
 	ns := testbedtest.NewNS(t, "mfst")
 	if err := ns.SetUp("lo"); err != nil {
@@ -25,13 +25,16 @@ func TestSockPoolSend(t *testing.T) {
 	rx := -1
 	err := ns.Do(func() error {
 		var err error
-		if p, err = newSockPool(lo, 4789, 50000, 50015, 1); err != nil {
+		if p, err = newSockPool(lo, 4789, 50000, 50015, 7, 1); err != nil {
 			return err
 		}
 		if rx, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
 			return err
 		}
 		if err := unix.SetsockoptInt(rx, unix.IPPROTO_IP, unix.IP_RECVTOS, 1); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(rx, unix.IPPROTO_IP, unix.IP_RECVTTL, 1); err != nil {
 			return err
 		}
 		unix.SetsockoptInt(rx, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
@@ -53,7 +56,7 @@ func TestSockPoolSend(t *testing.T) {
 	}
 	// The pool of a second network binds the same ports.
 	if err := ns.Do(func() error {
-		p2, err := newSockPool(lo, 4789, 50000, 50015, 1)
+		p2, err := newSockPool(lo, 4789, 50000, 50015, 0, 1)
 		if err == nil {
 			p2.close()
 		}
@@ -84,14 +87,17 @@ func TestSockPoolSend(t *testing.T) {
 			t.Errorf("from %v, want a port of the pool", from)
 		}
 		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-		got := -1
+		got, ttl := -1, -1
 		for _, m := range msgs {
 			if m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_TOS && len(m.Data) > 0 {
 				got = int(m.Data[0])
 			}
+			if m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_TTL && len(m.Data) > 0 {
+				ttl = int(m.Data[0])
+			}
 		}
-		if got != int(tos) {
-			t.Errorf("TOS %d, want %d", got, tos)
+		if got != int(tos) || ttl != 7 {
+			t.Errorf("TOS %d, TTL %d; want %d, 7 (vtep.ttl)", got, ttl, tos)
 		}
 	}
 	if err := p.send(3, lo, 0xb8, dgrams); err != nil {
