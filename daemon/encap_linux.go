@@ -87,20 +87,9 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 		}
 		m, err := t.Read(bufs[:held], sizes[:held], vxlan.Overhead)
 		if err != nil && m == 0 {
-			if d.stopping.Load() {
+			if d.readFailed(t, err, &lastWarn) {
 				return
 			}
-			// The device went away under us (deleted from outside):
-			// nothing more will come. Say so once and stop.
-			if deviceGone(err) {
-				d.log.Error("device unusable, its transmit direction stops", "device", t.Name(), "err", err)
-				return
-			}
-			if time.Since(lastWarn) > 10*time.Second {
-				d.log.Warn("reading device", "device", t.Name(), "err", err)
-				lastWarn = time.Now()
-			}
-			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		out = out[:0]
@@ -167,11 +156,26 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 	}
 }
 
-// deviceGone reports whether a read error means the device is gone
-// (deleted from outside, or closed).
-func deviceGone(err error) bool {
-	return errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADFD) || errors.Is(err, unix.EIO) ||
-		strings.Contains(err.Error(), "use of closed file")
+// readFailed handles an encap loop's failed device read: it reports
+// whether the loop is to stop (the daemon is stopping, or the device is
+// gone: deleted from outside, or closed, so nothing more will come, said
+// once); otherwise it logs at most every 10 s and waits a little before
+// the next try.
+func (d *daemon) readFailed(t device, err error, lastWarn *time.Time) (stop bool) {
+	if d.stopping.Load() {
+		return true
+	}
+	if errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADFD) || errors.Is(err, unix.EIO) ||
+		strings.Contains(err.Error(), "use of closed file") {
+		d.log.Error("device unusable, its transmit direction stops", "device", t.Name(), "err", err)
+		return true
+	}
+	if time.Since(*lastWarn) > 10*time.Second {
+		d.log.Warn("reading device", "device", t.Name(), "err", err)
+		*lastWarn = time.Now()
+	}
+	time.Sleep(10 * time.Millisecond)
+	return false
 }
 
 // encapTo encapsulates pkt for vtep, or counts why it cannot.

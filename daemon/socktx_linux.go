@@ -250,25 +250,14 @@ func (d *daemon) encapLoopSocket(i int, p *sockPool) {
 	for {
 		m, err := t.Read(bufs, sizes, vxlan.HeaderLen)
 		if err != nil && m == 0 {
-			if d.stopping.Load() {
+			if d.readFailed(t, err, &lastWarn) {
 				return
 			}
-			if deviceGone(err) {
-				d.log.Error("device unusable, its transmit direction stops", "device", t.Name(), "err", err)
-				return
-			}
-			if time.Since(lastWarn) > 10*time.Second {
-				d.log.Warn("reading device", "device", t.Name(), "err", err)
-				lastWarn = time.Now()
-			}
-			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		for k := range m {
 			dg := bufs[k][:vxlan.HeaderLen+sizes[k]]
-			vx := vxlan.Header(dg)
-			vx[0], vx[1], vx[2], vx[3] = vxlan.FlagI, 0, 0, 0
-			vx[4], vx[5], vx[6], vx[7] = byte(n.vni>>16), byte(n.vni>>8), byte(n.vni), 0
+			vxlan.PutHeader(dg, n.vni)
 			inner := dg[vxlan.HeaderLen:]
 			sock, tos := p.pick(inner), outerTOS(inner)
 			dst := vxlan.Ethernet(inner).Dst()

@@ -86,11 +86,7 @@ func (e *Encoder) Encap(pkt []byte, vni uint32, to *Remote) bool {
 	binary.BigEndian.PutUint16(udp[4:6], uint16(udpLen))
 	udp[6], udp[7] = 0, 0
 
-	vx := pkt[EthernetLen+IPv4MinLen+UDPLen : Overhead]
-	vx[0] = FlagI
-	vx[1], vx[2], vx[3] = 0, 0, 0
-	vx[4], vx[5], vx[6] = byte(vni>>16), byte(vni>>8), byte(vni)
-	vx[7] = 0
+	PutHeader(pkt[EthernetLen+IPv4MinLen+UDPLen:Overhead], vni)
 
 	if e.UDPChecksum {
 		acc := csum.Sum(pkt[EthernetLen+IPv4MinLen:], csum.PseudoIPv4(e.SrcIP, to.IP, ProtoUDP, udpLen))
@@ -115,4 +111,12 @@ func (e *Encoder) srcPort(inner []byte) uint16 {
 	span := uint32(hi-lo) + 1
 	// Multiply-shift instead of a modulo: same spread, no division.
 	return lo + uint16(uint64(InnerHash(inner, e.Seed))*uint64(span)>>32)
+}
+
+// PutHeader writes a VxLAN header for vni (I flag set, reserved bits
+// zero) into b[:HeaderLen]. The vni is truncated to 24 bits.
+func PutHeader(b []byte, vni uint32) {
+	vx := b[:HeaderLen]
+	vx[0], vx[1], vx[2], vx[3] = FlagI, 0, 0, 0
+	vx[4], vx[5], vx[6], vx[7] = byte(vni>>16), byte(vni>>8), byte(vni), 0
 }

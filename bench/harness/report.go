@@ -354,33 +354,22 @@ func lossRatio(a, b Result) string {
 func (r *Report) writeTable(w io.Writer, kind, dir string, rows []Result) {
 	switch kind {
 	case KindUDP:
-		fmt.Fprintf(w, "### UDP stress, %s (XDP live frames)\n\n", dirArrow(dir))
-		fmt.Fprintln(w, "| mode | step | offered Mpps | delivered Mpps | × kernel | of ceiling | loss % | loss × kernel | one-way p50/p99/p99.9 µs | p99 × kernel | out of order | Gbit/s | CPU busy % per core |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+		tableHead(w, fmt.Sprintf("UDP stress, %s (XDP live frames)", dirArrow(dir)), "mode", "step", "offered Mpps", "delivered Mpps", "× kernel",
+			"of ceiling", "loss %", "loss × kernel", "one-way p50/p99/p99.9 µs", "p99 × kernel", "out of order", "Gbit/s", "CPU busy % per core")
 	case KindTCP:
-		fmt.Fprintf(w, "### TCP stream, %s\n\n", dirArrow(dir))
-		fmt.Fprintln(w, "| mode | step | Gbit/s | × kernel | builtin ÷ iperf3 | CPU busy % per core |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|")
+		tableHead(w, fmt.Sprintf("TCP stream, %s", dirArrow(dir)), "mode", "step", "Gbit/s", "× kernel", "builtin ÷ iperf3", "CPU busy % per core")
 	case KindRR:
-		fmt.Fprintln(w, "### Request/response (TCP_RR, UDP_RR; requests peer → container)")
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| mode | step | transactions/s | × kernel | RTT p50/p99/p99.9 µs | p50 × kernel | p99 × kernel | lost | background Gbit/s | CPU busy % per core |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+		tableHead(w, "Request/response (TCP_RR, UDP_RR; requests peer → container)", "mode", "step", "transactions/s", "× kernel",
+			"RTT p50/p99/p99.9 µs", "p50 × kernel", "p99 × kernel", "lost", "background Gbit/s", "CPU busy % per core")
 	case KindLatency:
-		fmt.Fprintln(w, "### Latency under load (paced UDP stress peer → container + UDP request/response)")
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| mode | step | delivered Mpps | loss % | one-way p50/p99/p99.9 µs | RTT p50/p99/p99.9 µs | RTT p99 × kernel | CPU busy % per core |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+		tableHead(w, "Latency under load (paced UDP stress peer → container + UDP request/response)", "mode", "step", "delivered Mpps", "loss %",
+			"one-way p50/p99/p99.9 µs", "RTT p50/p99/p99.9 µs", "RTT p99 × kernel", "CPU busy % per core")
 	case KindWireReorder:
-		fmt.Fprintln(w, "### Out-of-order deliveries vs. batch size (UDP through mflow on the testbed, Fig. 7)")
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| mode | step | delivered Mpps | loss % | out-of-order packets | % of received | backward jumps | merger waits |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+		tableHead(w, "Out-of-order deliveries vs. batch size (UDP through mflow on the testbed, Fig. 7)", "mode", "step", "delivered Mpps", "loss %",
+			"out-of-order packets", "% of received", "backward jumps", "merger waits")
 	case KindReorder:
-		fmt.Fprintln(w, "### Out-of-order deliveries vs. batch size (in-memory engine, Fig. 7)")
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| mode | step | out-of-order packets | % of received | backward jumps | merger waits | Mpps |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		tableHead(w, "Out-of-order deliveries vs. batch size (in-memory engine, Fig. 7)", "mode", "step", "out-of-order packets", "% of received",
+			"backward jumps", "merger waits", "Mpps")
 	}
 	for _, res := range rows {
 		g := func(name string, prec int) string { return fmtSummary(res.Metrics[name], prec) }
@@ -443,6 +432,11 @@ func (r *Report) writeTable(w io.Writer, kind, dir string, rows []Result) {
 	}
 }
 
+// tableHead writes a markdown section title and a table's header rows.
+func tableHead(w io.Writer, title string, cols ...string) {
+	fmt.Fprintf(w, "### %s\n\n| %s |\n|%s\n", title, strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
+}
+
 // columnNotes explain the tables' columns.
 var columnNotes = map[string]string{
 	KindUDP: "*offered*: packets/s the generator transmitted; *delivered*: datagrams/s read by the receiving sockets " +
@@ -503,10 +497,7 @@ func (r *Report) writeSummary(w io.Writer) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "### Summary: each mode ÷ kernel, same run")
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| workload | %s |\n", strings.Join(others, " | "))
-	fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---|", len(others)))
+	tableHead(w, "Summary: each mode ÷ kernel, same run", append([]string{"workload"}, others...)...)
 	for _, rw := range rows {
 		k, _ := r.ref(ModeKernel, Result{Step: rw.s})
 		cells := make([]string, len(others))
