@@ -78,6 +78,12 @@ func (d *Daemon) Close() { d.d.teardown() }
 // XDPMode returns the mode the XDP program was attached in.
 func (d *Daemon) XDPMode() bpf.Mode { return d.d.xdpMode }
 
+// XDPCounters returns the uplink XDP program's verdict counters (frames
+// redirected to mflow's sockets, passed to the kernel, passed for lack of
+// a socket on their queue), counted in the program itself: a check of the
+// daemon's own receive counters that does not come from them.
+func (d *Daemon) XDPCounters() (bpf.Counters, error) { return d.d.xdpCounters() }
+
 // Snapshot returns the daemon's counters in the form the metrics package
 // exports. Conservation holds in each direction of every snapshot:
 // received = delivered + dropped + in flight.

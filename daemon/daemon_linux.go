@@ -133,6 +133,14 @@ func coarseClock() int64 { return time.Now().Unix() }
 // flowSeed seeds the inner flow hash that picks the outer source port.
 const flowSeed = 0x6d666c77
 
+// xdpCounters is XDPCounters on Linux.
+func (d *daemon) xdpCounters() (bpf.Counters, error) {
+	if d.prog == nil {
+		return bpf.Counters{}, errors.New("xdp counters: the program is closed")
+	}
+	return d.prog.Counters()
+}
+
 // setup runs inside the served namespace.
 func (d *daemon) setup(o Options) error {
 	cfg := d.cfg

@@ -24,6 +24,8 @@ func (d *daemon) teardown() {}
 
 func (d *daemon) snapshot() metrics.Snapshot { return metrics.Snapshot{} }
 
+func (d *daemon) xdpCounters() (bpf.Counters, error) { return bpf.Counters{}, errUnsupported }
+
 func checkHost(*config.Config) []Check {
 	return []Check{{Name: "platform", Detail: errUnsupported.Error()}}
 }

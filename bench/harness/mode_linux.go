@@ -62,6 +62,13 @@ func runMode(ctx context.Context, o *Options, m Mode, p *progress) (results []Re
 		if cerr := snap.Check(); cerr != nil {
 			err = fmt.Errorf("mflow counters: %w", cerr)
 		}
+		// The XDP program's own count of what it handed to mflow must
+		// equal what mflow received plus what its sockets dropped, and
+		// nothing may have been passed to the kernel for lack of a socket.
+		if c := e.mflowCounters(DirDecap); err == nil && (c.xdpNoSocket != 0 || c.xdpRedirected != c.decapReceived+c.xskDrops) {
+			err = fmt.Errorf("mflow counters: XDP redirected %.0f frames, mflow received %.0f and its sockets dropped %.0f; %.0f passed for lack of a socket",
+				c.xdpRedirected, c.decapReceived, c.xskDrops, c.xdpNoSocket)
+		}
 	}
 	return results, err
 }

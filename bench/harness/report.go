@@ -141,12 +141,22 @@ const (
 	MMflowRxMpps   = "mflow_rx_mpps" // frames mflow took off its AF_XDP rx rings per second
 	MXSKDrops      = "xsk_drops"     // frames the kernel dropped at mflow's AF_XDP socket (rx ring full, no fill frame)
 	MWireDropPct   = "wire_drop_pct" // frames the wire refused (host's veth rx ring full), % of sent
+	// The uplink XDP program's own counts during the step (mflow modes):
+	// frames it redirected to mflow's sockets, frames it passed to the
+	// kernel for lack of a socket on their queue, and redirected frames
+	// that neither reached mflow's rx rings nor were counted as dropped at
+	// its sockets (redirected - received - xsk_drops; 0 when nothing is
+	// lost unseen).
+	MXDPRedirected  = "xdp_redirected"
+	MXDPNoSocket    = "xdp_no_socket"
+	MXDPUnaccounted = "xdp_unaccounted"
 )
 
 // metricOrder is the column order of CSV and JSON.
 var metricOrder = []string{
 	MOfferedMpps, MDeliveredMpps, MDeliveredGbps, MLinkRxMpps, MLossPct, MOutOfOrder, MOutOfOrderPct, MDuplicates, MReorderEvents,
 	MOWDP50, MOWDP99, MOWDP999, MRTTP50, MRTTP99, MRTTP999, MTPS, MRRLost, MLoadGbps, MCPUBusy, MMergerWaits, MMflowDropped, MMflowRxMpps, MXSKDrops, MWireDropPct,
+	MXDPRedirected, MXDPNoSocket, MXDPUnaccounted,
 }
 
 // Sample is one repetition of a step in a mode.
@@ -445,7 +455,9 @@ var columnNotes = map[string]string{
 		"from one goroutine for encap); *loss*: (offered − delivered) ÷ offered; *loss × kernel*: loss ÷ the kernel's loss, " +
 		"each counted as at least 0.1 % so that two nearly lossless modes read about 1 (above 1 is worse); *one-way*: generator → " +
 		"receiving socket, every 4th datagram; *p99 × kernel*: above 1 is slower; *out of order*: datagrams that arrived after a " +
-		"later one of their flow.",
+		"later one of their flow. For mflow modes the JSON and CSV also hold the uplink XDP program's own counts " +
+		"(xdp_redirected, xdp_no_socket, xdp_unaccounted = redirected − received − dropped at mflow's sockets); a mode whose " +
+		"totals do not balance, or that passed frames to the kernel for lack of a socket, fails.",
 	KindTCP: "*Gbit/s*: goodput, bytes received ÷ time from the first received byte to the end of the stream; with the built-in " +
 		"client every stream's content is checked against the sent pattern (sampled, see docs), with iperf3 it is iperf3's " +
 		"receiver figure; *× kernel*: ÷ the `kernel` mode's in the same step; *builtin ÷ iperf3*: the built-in client's goodput " +

@@ -12,6 +12,7 @@ import (
 	"mflow/bench/gen"
 	"mflow/bench/testbed"
 	"mflow/bench/traffic"
+	"mflow/bpf"
 	"mflow/metrics"
 )
 
@@ -148,8 +149,14 @@ func (e *env) appRx(dir string) uint64 {
 	return l.Attrs().Statistics.RxPackets
 }
 
-// mflowCounters are the daemon's counters that a step reports.
-type mflowCounters struct{ waits, drops, received, xskDrops float64 }
+// mflowCounters are the daemon's counters that a step reports, and the
+// uplink XDP program's verdicts with the decap frames they are checked
+// against.
+type mflowCounters struct {
+	waits, drops, received, xskDrops float64
+	xdpRedirected, xdpNoSocket       float64
+	decapReceived                    float64
+}
 
 func (e *env) mflowCounters(dir string) mflowCounters {
 	if e.d == nil {
@@ -163,6 +170,11 @@ func (e *env) mflowCounters(dir string) mflowCounters {
 	c := mflowCounters{waits: float64(s.MergerWaits), drops: float64(s.Dropped(mdir)), received: float64(s.Flow(mdir).Received.Packets)}
 	for _, x := range s.XSK {
 		c.xskDrops += float64(x.RxDropped + x.RxRingFull)
+	}
+	c.decapReceived = float64(s.Decap.Received.Packets)
+	if xc, err := e.d.XDPCounters(); err == nil {
+		c.xdpRedirected = float64(xc.Packets[bpf.VerdictRedirect])
+		c.xdpNoSocket = float64(xc.Packets[bpf.VerdictNoSocket])
 	}
 	return c
 }
@@ -278,6 +290,8 @@ func (e *env) udp(ctx context.Context, s Step) (Sample, error) {
 	if e.d != nil {
 		m[MMergerWaits], m[MMflowDropped] = c1.waits-c0.waits, c1.drops-c0.drops
 		m[MMflowRxMpps], m[MXSKDrops] = (c1.received-c0.received)/dur/1e6, c1.xskDrops-c0.xskDrops
+		m[MXDPRedirected], m[MXDPNoSocket] = c1.xdpRedirected-c0.xdpRedirected, c1.xdpNoSocket-c0.xdpNoSocket
+		m[MXDPUnaccounted] = m[MXDPRedirected] - (c1.decapReceived - c0.decapReceived) - m[MXSKDrops]
 	}
 	m[MCPUBusy] = busyCores(sm.CPU)
 	sm.Metrics = m
