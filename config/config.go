@@ -108,6 +108,23 @@ type VTEP struct {
 	// one sendmsg with UDP segmentation offload per run of a flow's
 	// frames) or "af_xdp" (AF_XDP transmit on the uplink's first queue).
 	Transmit Transmit `yaml:"transmit"`
+	// UDPChecksum says whether encapsulated frames carry an outer UDP
+	// checksum. Unset: none on the af_xdp path (as the kernel's VxLAN
+	// device with its default noudpcsum), and one on the socket path,
+	// where the kernel's UDP segmentation offload requires it (it is
+	// then left to the NIC's checksum offload). false with transmit:
+	// socket is refused for that reason; true makes the af_xdp path
+	// compute it in software.
+	UDPChecksum *bool `yaml:"udp_checksum"`
+}
+
+// OuterUDPChecksum reports whether encapsulated frames get an outer UDP
+// checksum under this VTEP's settings (see UDPChecksum).
+func (v VTEP) OuterUDPChecksum() bool {
+	if v.UDPChecksum != nil {
+		return *v.UDPChecksum
+	}
+	return v.Transmit != TransmitAFXDP
 }
 
 // DefaultSourcePorts is the outer UDP source port range when the config

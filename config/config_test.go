@@ -131,6 +131,27 @@ func TestEffectiveRoundTrip(t *testing.T) {
 	}
 }
 
+func TestOuterUDPChecksum(t *testing.T) {
+	for _, tt := range []struct {
+		extra string
+		want  bool
+	}{
+		{"", true},                      // socket path by default: the kernel's UDP GSO sends one
+		{"\n  transmit: af_xdp", false}, // as the kernel's VxLAN (noudpcsum)
+		{"\n  transmit: af_xdp\n  udp_checksum: true", true},
+		{"\n  transmit: af_xdp\n  udp_checksum: false", false},
+		{"\n  udp_checksum: true", true},
+	} {
+		c, err := Parse([]byte(edit(t, 7, "  port: 4789"+tt.extra)))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.extra, err)
+		}
+		if got := c.VTEP.OuterUDPChecksum(); got != tt.want {
+			t.Errorf("%q: OuterUDPChecksum = %v, want %v", tt.extra, got, tt.want)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -167,6 +188,8 @@ func TestParseErrors(t *testing.T) {
 		{"source port zero", edit(t, 7, "  port: 4789\n  source_ports: 0-10"), []string{"line 8", "vtep.source_ports"}},
 		{"ttl high", edit(t, 7, "  port: 4789\n  ttl: 256"), []string{"line 8", "vtep.ttl"}},
 		{"transmit unknown", edit(t, 7, "  port: 4789\n  transmit: carrier-pigeon"), []string{"line 8", "vtep.transmit", "socket, af_xdp"}},
+		{"udp checksum off on the socket path", edit(t, 7, "  port: 4789\n  udp_checksum: false"), []string{"line 8", "vtep.udp_checksum", "af_xdp"}},
+		{"udp checksum not a bool", edit(t, 7, "  port: 4789\n  udp_checksum: sometimes"), []string{"line 8", "vtep.udp_checksum"}},
 		{"port high", edit(t, 7, "  port: 65536"), []string{"line 7", "vtep.port"}},
 		{"vni too big", edit(t, 12, "  - vni: 16777216"), []string{"line 12", "networks[1].vni", "0..16777215"}},
 		{"vni negative", edit(t, 12, "  - vni: -1"), []string{"line 12", "networks[1].vni"}},

@@ -130,6 +130,9 @@ func (c *Config) Validate() error {
 	default:
 		cl.add("vtep.transmit", "%q is not one of socket, af_xdp", c.VTEP.Transmit)
 	}
+	if c.VTEP.UDPChecksum != nil && !*c.VTEP.UDPChecksum && c.VTEP.Transmit == TransmitSocket {
+		cl.add("vtep.udp_checksum", "false needs vtep.transmit: af_xdp (the kernel's UDP segmentation offload, which the socket path uses, always sends a checksum)")
+	}
 
 	// networks
 	if len(c.Networks) == 0 {

@@ -23,15 +23,28 @@ import (
 // to it, and decodes each with gopacket: IPv4 with a valid header
 // checksum and DF, UDP to the VxLAN port from a source port in
 // 49152-65535 with a length that matches IPv4's, a valid UDP checksum
-// where there is one (the socket path always has one, AF_XDP none), VxLAN
-// with the I flag and VNI 42, and an inner frame that decodes. Both
+// present exactly where vtep.udp_checksum asks for one (the socket path
+// always has one; AF_XDP none by default, one with udp_checksum: true),
+// VxLAN with the I flag and VNI 42, and an inner frame that decodes. Both
 // transmit paths; the kernel's VxLAN on the peer is the judge of content
 // (the TCP stream is checked end to end).
 func TestE2EWireFrames(t *testing.T) {
-	for _, tx := range []config.Transmit{config.TransmitSocket, config.TransmitAFXDP} {
-		t.Run(string(tx), func(t *testing.T) {
+	yes := true
+	for _, tt := range []struct {
+		name string
+		tx   config.Transmit
+		csum *bool
+	}{
+		{"socket", config.TransmitSocket, nil},
+		{"af_xdp", config.TransmitAFXDP, nil},
+		{"af_xdp_udp_checksum", config.TransmitAFXDP, &yes},
+	} {
+		tx := tt.tx
+		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t, "single", 1, 64)
 			cfg.VTEP.Transmit = tx
+			cfg.VTEP.UDPChecksum = tt.csum
+			wantCsum := cfg.VTEP.OuterUDPChecksum()
 			r := startDaemon(t, cfg)
 			var fd int
 			if err := r.topo.Peer.Do(func() error {
@@ -108,13 +121,14 @@ func TestE2EWireFrames(t *testing.T) {
 					t.Fatalf("frame %d: UDP %+v (IPv4 length %d)", checked, udp, ip.Length)
 				}
 				seg := f[vxlan.EthernetLen+int(ip.IHL)*4 : vxlan.EthernetLen+int(ip.Length)]
+				if (udp.Checksum != 0) != wantCsum {
+					t.Fatalf("frame %d: UDP checksum %#x, want one: %v", checked, udp.Checksum, wantCsum)
+				}
 				if udp.Checksum != 0 {
 					sum := csum.Sum(seg, csum.PseudoIPv4([4]byte(ip.SrcIP.To4()), [4]byte(ip.DstIP.To4()), vxlan.ProtoUDP, len(seg)))
 					if csum.Fold(sum) != 0xffff {
 						t.Fatalf("frame %d: UDP checksum %#x does not verify", checked, udp.Checksum)
 					}
-				} else if tx == config.TransmitSocket {
-					t.Fatalf("frame %d: no UDP checksum on the socket path", checked)
 				}
 				vx, _ := p.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)
 				if vx == nil || !vx.ValidIDFlag || vx.VNI != testbed.VNI || vx.Payload == nil {
@@ -127,7 +141,7 @@ func TestE2EWireFrames(t *testing.T) {
 			if checked < 1000 {
 				t.Fatalf("checked %d of %d captured frames; want the stream's (over 1000)", checked, len(frames))
 			}
-			t.Logf("%s: %d frames from mflow checked", tx, checked)
+			t.Logf("%s: %d frames from mflow checked", tt.name, checked)
 		})
 	}
 }
