@@ -79,7 +79,9 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 			if d.stopping.Load() {
 				return
 			}
-			time.Sleep(100 * time.Microsecond)
+			// Wait on the socket (not a sleep): it returns once the
+			// kernel has completed frames or made room.
+			s.PollTx(10 * time.Millisecond)
 			continue
 		}
 		for k := range held {

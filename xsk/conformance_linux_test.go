@@ -79,7 +79,9 @@ func conformance(t *testing.T, q xsk.Queue, inject func([][]byte), frame func(ui
 	done := 0
 	deadline = time.Now().Add(3 * time.Second)
 	for done < n && time.Now().Before(deadline) {
-		q.Poll(10 * time.Millisecond)
+		if _, err := q.PollTx(10 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
 		done += q.Complete()
 	}
 	if a := q.Accounting(); done != n || a.Tx != 0 || a.InFlight != 0 {

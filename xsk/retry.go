@@ -7,8 +7,9 @@ import "time"
 const RetryFor = 10 * time.Millisecond
 
 // TransmitRetry puts out on q's tx ring in order, retrying for up to
-// RetryFor while the ring is full (reaping completions in between), or
-// until stop (when not nil) says to give up. It returns how many
+// RetryFor while the ring is full (reaping completions in between and
+// waiting on the socket, PollTx, for room: no sleeps), or until stop
+// (when not nil) says to give up. It returns how many
 // descriptors the ring took, which the caller no longer owns, and the
 // error of a wakeup the kernel refused (the device is gone or down); the
 // caller still owns out[n:].
@@ -26,7 +27,10 @@ func TransmitRetry(q Queue, out []Desc, stop func() bool) (int, error) {
 		} else if time.Now().After(deadline) {
 			return sent, nil
 		}
-		q.Complete()
-		time.Sleep(20 * time.Microsecond)
+		if left := time.Until(deadline); q.Complete() == 0 && left > 0 {
+			if _, err := q.PollTx(left); err != nil {
+				return sent, err
+			}
+		}
 	}
 }

@@ -342,13 +342,29 @@ func (s *Socket) Complete() int {
 // completions when frames are being sent and none are expected on rx. It
 // reports whether the rx or completion ring holds descriptors. Poll also
 // wakes the kernel (rx and, in copy mode, tx).
-func (s *Socket) Poll(timeout time.Duration) (bool, error) { return s.poll(timeout, false) }
+func (s *Socket) Poll(timeout time.Duration) (bool, error) { return s.poll(timeout, pollAny) }
 
 // PollRx is Poll for a receiver that shares the socket with a sender: it
 // waits only for received frames and ignores the tx side (a socket whose tx
 // ring has room is always writable, so waiting for that would return at
 // once and make the receiver spin).
-func (s *Socket) PollRx(timeout time.Duration) (bool, error) { return s.poll(timeout, true) }
+func (s *Socket) PollRx(timeout time.Duration) (bool, error) { return s.poll(timeout, pollRx) }
+
+// PollTx is Poll for a sender that shares the socket with a receiver: it
+// waits only for the tx side, until completions are pending or the tx
+// ring has room (the kernel wakes it when the ring is at most half full),
+// and reports whether either holds. In copy mode it also makes the kernel
+// send what is queued.
+func (s *Socket) PollTx(timeout time.Duration) (bool, error) { return s.poll(timeout, pollTx) }
+
+// pollWant is what a poller waits for.
+type pollWant uint8
+
+const (
+	pollAny pollWant = iota // received frames or completions
+	pollRx                  // received frames
+	pollTx                  // completions or tx ring room
+)
 
 // Accounting returns where the frames are.
 func (s *Socket) Accounting() Accounting {

@@ -252,6 +252,10 @@ type Queue interface {
 	// PollRx is Poll for a receiver that shares the socket with a
 	// sender: it waits for received frames only.
 	PollRx(timeout time.Duration) (bool, error)
+	// PollTx is Poll for a sender that shares the socket with a
+	// receiver: it waits until completions are pending or the tx ring
+	// has room, and reports whether either holds.
+	PollTx(timeout time.Duration) (bool, error)
 	// Stats returns the counters.
 	Stats() (Stats, error)
 	// Accounting returns where the frames are.

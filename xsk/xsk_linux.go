@@ -288,13 +288,13 @@ func (s *Socket) wakeTx() error {
 	return nil
 }
 
-func (s *Socket) poll(timeout time.Duration, rxOnly bool) (bool, error) {
+func (s *Socket) poll(timeout time.Duration, want pollWant) (bool, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return false, ErrClosed
 	}
-	if s.ready(rxOnly) {
+	if s.ready(want) {
 		s.mu.Unlock()
 		return true, nil
 	}
@@ -302,10 +302,12 @@ func (s *Socket) poll(timeout time.Duration, rxOnly bool) (bool, error) {
 	// in the fill ring right now: another goroutine may Release frames
 	// while we sleep, and then the kernel fills the rx ring.
 	var events int16
-	if s.rxDescs != nil {
+	if s.rxDescs != nil && want != pollTx {
 		events |= unix.POLLIN
 	}
-	if s.nTx > 0 && !rxOnly {
+	if s.nTx > 0 && want != pollRx {
+		// Writable: the tx ring is at most half full. In copy mode the
+		// poll itself sends what is queued.
 		events |= unix.POLLOUT
 	}
 	pfd := [1]unix.PollFd{{Fd: int32(s.fd), Events: events}}
@@ -334,17 +336,25 @@ func (s *Socket) poll(timeout time.Duration, rxOnly bool) (bool, error) {
 	if s.closed {
 		return false, ErrClosed
 	}
-	return s.ready(rxOnly), nil
+	return s.ready(want), nil
 }
 
-func (s *Socket) ready(rxOnly bool) bool {
-	if s.rxDescs != nil && atomic.LoadUint32(s.rx.producer) != atomic.LoadUint32(s.rx.consumer) {
+// ready reports whether what a poller of kind want waits for is there:
+// received frames, completions, or (pollTx) completions or room on the tx
+// ring.
+func (s *Socket) ready(want pollWant) bool {
+	if want != pollTx && s.rxDescs != nil && atomic.LoadUint32(s.rx.producer) != atomic.LoadUint32(s.rx.consumer) {
 		return true
 	}
-	return !rxOnly && atomic.LoadUint32(s.comp.producer) != atomic.LoadUint32(s.comp.consumer)
+	if want == pollRx {
+		return false
+	}
+	if atomic.LoadUint32(s.comp.producer) != atomic.LoadUint32(s.comp.consumer) {
+		return true
+	}
+	return want == pollTx && s.txDescs != nil && atomic.LoadUint32(s.tx.producer)-atomic.LoadUint32(s.tx.consumer) < s.tx.size
 }
 
-// readStats is Stats on Linux.
 func (s *Socket) readStats() (Stats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -17,4 +17,6 @@ func (s *Socket) wakeRx() {}
 
 func (s *Socket) wakeTx() error { return ErrUnsupported }
 
-func (s *Socket) poll(timeout time.Duration, rxOnly bool) (bool, error) { return false, ErrUnsupported }
+func (s *Socket) poll(timeout time.Duration, want pollWant) (bool, error) {
+	return false, ErrUnsupported
+}

@@ -266,6 +266,12 @@ func (s *Socket) PollRx(timeout time.Duration) (bool, error) {
 	return s.wait(timeout, func() bool { return len(s.rx) > 0 })
 }
 
+// PollTx implements xsk.Queue: Poll for a sender, waking for completions
+// or tx ring room.
+func (s *Socket) PollTx(timeout time.Duration) (bool, error) {
+	return s.wait(timeout, func() bool { return len(s.comp) > 0 || s.nTx < s.opts.TxSize })
+}
+
 // wait waits up to timeout (negative: forever) until ready, called with
 // s.mu held, reports true; it rechecks after every notification.
 func (s *Socket) wait(timeout time.Duration, ready func() bool) (bool, error) {
