@@ -32,7 +32,7 @@ type env struct {
 	mode    Mode
 	topo    *testbed.Topology
 	closers []io.Closer
-	d       *daemon.Daemon
+	d       mflowDaemon
 	dStop   func() error
 	ceil    *ceiling
 }
@@ -136,8 +136,9 @@ func setup(ctx context.Context, o *Options, m Mode) (e *env, err error) {
 	return e, nil
 }
 
-// startDaemon runs mflow in-process for the host namespace, like `mflow
-// demo` does, with the mode's policy and workers.
+// startDaemon runs mflow for the host namespace with the mode's policy
+// and workers: as a process of its own (see child_linux.go), or inside the
+// harness's process with Options.InProcess.
 func (e *env) startDaemon() error {
 	o, m := e.o, e.mode
 	cpus := ""
@@ -159,7 +160,8 @@ func (e *env) startDaemon() error {
 			return err
 		}
 	}
-	cfg, err := config.Parse(testbed.MflowConfigDevice(device, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus)))
+	yaml := testbed.MflowConfigDevice(device, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus))
+	cfg, err := config.Parse(yaml)
 	if err != nil {
 		return fmt.Errorf("configuring mflow: %w", err)
 	}
@@ -169,6 +171,18 @@ func (e *env) startDaemon() error {
 	logW := o.Log
 	if logW == nil {
 		logW = io.Discard
+	}
+	if !o.InProcess {
+		prof := ""
+		if o.DaemonCPUProfile != "" {
+			prof = fmt.Sprintf("%s.%s", o.DaemonCPUProfile, m.Name)
+		}
+		c, err := startChild(e.topo.Host.Do, string(yaml), m.Transmit, m.Unordered, prof, logW)
+		if err != nil {
+			return err
+		}
+		e.d, e.dStop = c, c.stop
+		return nil
 	}
 	d, err := daemon.New(cfg, daemon.Options{Enter: e.topo.Host.Do, Unordered: m.Unordered,
 		Logger: slog.New(slog.NewTextHandler(logW, &slog.HandlerOptions{Level: slog.LevelWarn}))})

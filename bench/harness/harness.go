@@ -108,6 +108,13 @@ type Options struct {
 	Prefix string `json:"prefix"`
 	// Log receives the daemon's warnings; nil discards them.
 	Log io.Writer `json:"-"`
+	// InProcess runs mflow inside the harness's process instead of as a
+	// process of its own (how it runs on a host). For comparison only: it
+	// shares the Go runtime with the load generators and clients.
+	InProcess bool `json:"in_process,omitempty"`
+	// DaemonCPUProfile, when set, makes each mflow mode's daemon process
+	// write a CPU profile to DaemonCPUProfile.<mode>.
+	DaemonCPUProfile string `json:"-"`
 }
 
 // DefaultOptions is the full run: every mode, the paper's sweeps.

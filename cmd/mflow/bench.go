@@ -58,7 +58,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	receivers := fs.Int("receivers", 0, "SO_REUSEPORT sockets in the container (0: min(max flows, CPUs))")
 	pin := fs.Bool("pin", d.Pin, "pin mflow's dispatcher and workers to CPUs other than the generator's when there are enough")
 	verbose := fs.Bool("v", false, "show the daemon's warnings")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (harness and in-process daemon) to `FILE` (go tool pprof)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the harness to `FILE`, and of each mflow mode's daemon process to FILE.<mode> (go tool pprof)")
+	inProcess := fs.Bool("in-process", false, "run mflow inside the harness's process instead of as its own process (for comparison: it then shares the Go runtime with the load generators)")
 	from := fs.String("from", "", "measure nothing: read the report.json `FILE` of an earlier run and write its markdown (and with --out its files and plots) again")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -110,6 +111,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *verbose {
 		o.Log = stderr
 	}
+	o.InProcess = *inProcess
+	o.DaemonCPUProfile = *cpuProfile
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "mflow bench: needs root (network namespaces, XDP, AF_XDP)")
 		return exitSetup

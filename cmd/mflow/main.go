@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"mflow/bench/harness"
 )
 
 // Exit codes.
@@ -40,6 +42,9 @@ exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 setup failure
 `
 
 func main() {
+	// `mflow bench` runs each mflow mode's daemon as a child process of
+	// this same binary; in such a child this runs the daemon and exits.
+	harness.RunDaemonChild()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"mflow/bench/harness"
 	"mflow/bench/testbed"
 	"mflow/bench/testbed/testbedtest"
 	"mflow/bench/traffic"
@@ -25,6 +26,7 @@ import (
 // TestMain lets a test re-execute this binary as `mflow` itself: with
 // MFLOW_TEST_MAIN set, the process runs the command line it holds.
 func TestMain(m *testing.M) {
+	harness.RunDaemonChild()
 	if args := os.Getenv("MFLOW_TEST_MAIN"); args != "" {
 		os.Exit(run(strings.Fields(args), os.Stdout, os.Stderr))
 	}
