@@ -153,9 +153,6 @@ type Transmit string
 const (
 	TransmitSocket Transmit = "socket"
 	TransmitAFXDP  Transmit = "af_xdp"
-	// TransmitAFPacket sends each run of a flow's frames as one
-	// super-frame with a virtio-net GSO header on an AF_PACKET socket.
-	TransmitAFPacket Transmit = "af_packet"
 	// DefaultTransmit is the transmit path when the config names none.
 	DefaultTransmit = TransmitSocket
 )

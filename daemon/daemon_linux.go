@@ -48,7 +48,7 @@ type daemon struct {
 	fdb    vxlan.FDB
 	neigh  *neighbours
 	hops   nextHops    // d.neigh, or a fake in tests
-	pools  []gsoSender // per network, with vtep.transmit: socket or af_packet
+	pools  []*sockPool // per network, with vtep.transmit: socket
 	stage  *networkStage
 	policy steer.Policy
 	// unordered bypasses the microflow merger (Options.Unordered).
@@ -236,30 +236,21 @@ func (d *daemon) setup(o Options) error {
 			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String())
 	}
 
-	d.neigh, err = newNeighbours(d.uplinkIndex, d.log)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSetup, err)
-	}
-	d.hops = d.neigh
-	for range d.nets {
-		lo, hi, _ := cfg.VTEP.SourcePortRange() // validated
-		switch cfg.VTEP.Transmit {
-		case config.TransmitSocket:
+	if cfg.VTEP.Transmit == config.TransmitSocket {
+		for range d.nets {
+			lo, hi, _ := cfg.VTEP.SourcePortRange() // validated
 			p, err := newSockPool(d.vtep, uint16(cfg.VTEP.Port), lo, hi, cfg.VTEP.TTL, flowSeed)
-			if err != nil {
-				return fmt.Errorf("%w: %w", ErrSetup, err)
-			}
-			d.pools = append(d.pools, p)
-		case config.TransmitAFPacket:
-			enc := vxlan.Encoder{SrcMAC: d.uplinkMAC, SrcIP: d.vtep, Port: uint16(cfg.VTEP.Port), Seed: flowSeed,
-				SrcPortMin: lo, SrcPortMax: hi, TTL: uint8(cfg.VTEP.TTL)}
-			p, err := newPacketTx(d.uplinkIndex, enc, d.hops)
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrSetup, err)
 			}
 			d.pools = append(d.pools, p)
 		}
 	}
+	d.neigh, err = newNeighbours(d.uplinkIndex, d.log)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	d.hops = d.neigh
 	var peers [][4]byte
 	for _, n := range d.nets {
 		peers = append(peers, n.flood...)
@@ -323,7 +314,7 @@ func (d *daemon) run(ctx context.Context) error {
 		go func() {
 			defer txWG.Done()
 			if d.pools != nil {
-				d.encapLoopGSO(i, d.pools[i])
+				d.encapLoopSocket(i, d.pools[i])
 			} else {
 				d.encapLoop(i, d.socks[0])
 			}

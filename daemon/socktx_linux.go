@@ -194,19 +194,8 @@ func (p *sockPool) send(i int, vtep [4]byte, tos byte, dgrams [][]byte) error {
 // (the daemon's MTU check keeps inner frames below it).
 const sockSlot = 2048
 
-// gsoSender is a transmit path that takes a run of a flow's datagrams
-// (VxLAN header plus inner frame each) in one call and has the kernel
-// segment it: the UDP socket pool (vtep.transmit: socket) or the packet
-// socket (af_packet). pick gives an inner frame's run key (socket or
-// source port), send sends a run; close releases the sockets.
-type gsoSender interface {
-	pick(inner []byte) int
-	send(key int, vtep [4]byte, tos byte, dgrams [][]byte) error
-	close()
-}
-
-// run is a run of datagrams for one sendmsg: the same key (socket or
-// source port), VTEP and TOS, all as long as the first but the last.
+// run is a run of datagrams for one sendmsg: the same socket, VTEP and
+// TOS, all as long as the first but the last.
 type run struct {
 	sock  int
 	vtep  [4]byte
@@ -215,11 +204,11 @@ type run struct {
 	dg    [][]byte
 }
 
-// encapLoopGSO is encapLoop for the socket and af_packet transmit paths:
-// it reads network i's device into an arena of txBatch slots, writes the
-// VxLAN header before each inner frame and sends runs of datagrams through
-// p until the device is closed.
-func (d *daemon) encapLoopGSO(i int, p gsoSender) {
+// encapLoopSocket is encapLoop for the socket transmit path: it reads
+// network i's device into an arena of txBatch slots, writes the VxLAN
+// header before each inner frame and sends runs of datagrams through p
+// until the device is closed.
+func (d *daemon) encapLoopSocket(i int, p *sockPool) {
 	t := d.devs[i]
 	n := d.nets[i]
 	arena := make([]byte, txBatch*sockSlot)
@@ -234,10 +223,7 @@ func (d *daemon) encapLoopGSO(i int, p gsoSender) {
 		if len(r.dg) == 0 {
 			return
 		}
-		if err := p.send(r.sock, r.vtep, r.tos, r.dg); errors.Is(err, errNoNeighbour) {
-			d.tx.drops[txNoNeighbour].Add(uint64(len(r.dg)))
-			d.hops.want(r.vtep)
-		} else if err != nil {
+		if err := p.send(r.sock, r.vtep, r.tos, r.dg); err != nil {
 			d.tx.drops[txSendError].Add(uint64(len(r.dg)))
 			if time.Since(lastWarn) > 10*time.Second {
 				d.log.Warn("sending encapsulated frames", "device", t.Name(), "err", err)

@@ -38,7 +38,6 @@ func TestE2EWireFrames(t *testing.T) {
 		{"socket", config.TransmitSocket, nil},
 		{"af_xdp", config.TransmitAFXDP, nil},
 		{"af_xdp_udp_checksum", config.TransmitAFXDP, &yes},
-		{"af_packet", config.TransmitAFPacket, nil},
 	} {
 		tx := tt.tx
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,7 +77,7 @@ func (e *Encoder) Encap(pkt []byte, vni uint32, to *Remote) bool {
 
 	udpLen := ipLen - IPv4MinLen
 	udp := pkt[EthernetLen+IPv4MinLen : EthernetLen+IPv4MinLen+UDPLen]
-	binary.BigEndian.PutUint16(udp[0:2], e.SrcPort(inner))
+	binary.BigEndian.PutUint16(udp[0:2], e.srcPort(inner))
 	port := e.Port
 	if port == 0 {
 		port = DefaultPort
@@ -99,9 +99,8 @@ func (e *Encoder) Encap(pkt []byte, vni uint32, to *Remote) bool {
 	return true
 }
 
-// SrcPort is the outer UDP source port Encap uses for the inner frame: its
-// flow's hash mapped into [SrcPortMin, SrcPortMax].
-func (e *Encoder) SrcPort(inner []byte) uint16 {
+// srcPort maps the inner flow's hash into [SrcPortMin, SrcPortMax].
+func (e *Encoder) srcPort(inner []byte) uint16 {
 	lo, hi := e.SrcPortMin, e.SrcPortMax
 	if lo == 0 && hi == 0 {
 		lo, hi = 49152, 65535

@@ -12,7 +12,7 @@
 //	                  kernel      kernel vxlan42 on the host's bridge
 //	                  kernel-rps  kernel, plus RPS on uplink0 and vethctr0 rx-0 to the non-generator CPUs
 //	                  single/flow/pipeline/microflow   in-process mflow daemon (TAP on br42;
-//	                              --transmit: its encap path, socket, af_xdp or af_packet)
+//	                              --transmit: its encap path, socket or af_xdp)
 //	                  ceiling     AF_XDP on uplink0: receive-and-drop (decap), or transmit
 //	                              of pre-built VxLAN frames from one goroutine (encap)
 //	  for each step and repetition (both directions: decap = peer → container,

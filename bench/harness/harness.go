@@ -46,7 +46,7 @@ type Options struct {
 	// names of the veth ones. Empty means tap only.
 	Devices []string `json:"devices,omitempty"`
 	// Transmits are mflow's encap transmit paths to measure ("socket",
-	// "af_xdp", "af_packet", as vtep.transmit); every mflow mode runs once per path,
+	// "af_xdp", as vtep.transmit); every mflow mode runs once per path,
 	// with "-" and the path appended to the names of all but the first.
 	// Empty means the config's default only.
 	Transmits []string `json:"transmits,omitempty"`
@@ -238,8 +238,8 @@ func (o *Options) Expand() ([]Mode, error) {
 		transmits = []string{""}
 	}
 	for _, t := range transmits {
-		if t != "" && t != string(config.TransmitSocket) && t != string(config.TransmitAFXDP) && t != string(config.TransmitAFPacket) {
-			return nil, fmt.Errorf("expanding modes: unknown transmit path %q (want %s, %s, %s)", t, config.TransmitSocket, config.TransmitAFXDP, config.TransmitAFPacket)
+		if t != "" && t != string(config.TransmitSocket) && t != string(config.TransmitAFXDP) {
+			return nil, fmt.Errorf("expanding modes: unknown transmit path %q (want %s, %s)", t, config.TransmitSocket, config.TransmitAFXDP)
 		}
 	}
 	var out []Mode
