@@ -25,8 +25,10 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -38,6 +40,8 @@ const (
 	DefaultPolicy       = PolicyMicroflow
 	DefaultBatch        = 256
 	DefaultWorkers      = 2
+	DefaultSpinMicros   = 50
+	MaxSpinMicros       = 10000
 	DefaultMetricsAddr  = "127.0.0.1:9469"
 	DefaultReservedBits = ReservedIgnore
 	DefaultDeviceType   = DeviceTAP
@@ -201,6 +205,21 @@ type Steering struct {
 	// uplink queue's engine to CPUs (the other queues' engines stay
 	// unpinned).
 	CPUs *CPUs `yaml:"cpus,omitempty"`
+	// SpinMicros is how long, in microseconds, a thread that receives
+	// (from an uplink queue's AF_XDP socket, from a TAP) keeps retrying,
+	// yielding the CPU between tries, after it found nothing, before it
+	// sleeps in the kernel: a packet that comes within that time is taken
+	// without a wake-up. 0 turns it off (always off on a 1-CPU host).
+	// Default 50; up to 10000. See docs/OPERATIONS.md for its CPU cost.
+	SpinMicros int `yaml:"spin_us"`
+}
+
+// Spin is SpinMicros as a duration, 0 on a host with one CPU.
+func (s Steering) Spin() time.Duration {
+	if runtime.NumCPU() < 2 {
+		return 0
+	}
+	return time.Duration(s.SpinMicros) * time.Microsecond
 }
 
 // CPUs pins goroutines to CPUs (optional; nil fields mean "not pinned").
@@ -313,7 +332,7 @@ func Default() *Config {
 	return &Config{
 		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
 		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts},
-		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers},
+		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers, SpinMicros: DefaultSpinMicros},
 		Metrics:  Metrics{Listen: DefaultMetricsAddr},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}

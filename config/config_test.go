@@ -89,7 +89,7 @@ networks:
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
 		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "mtu: 1450", "type: tap", "level: info",
-		"source_ports: 49152-65535", "transmit: socket"} {
+		"source_ports: 49152-65535", "transmit: socket", "spin_us: 50"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
 		}
@@ -205,6 +205,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad policy", edit(t, 16, "  policy: rss"), []string{"line 16", "steering.policy", "rss"}},
 		{"batch zero", edit(t, 17, "  batch: 0"), []string{"line 17", "steering.batch"}},
 		{"batch huge", edit(t, 17, "  batch: 1000000"), []string{"line 17", "steering.batch"}},
+		{"spin negative", edit(t, 18, "  workers: 2\n  spin_us: -1"), []string{"line 19", "steering.spin_us"}},
+		{"spin too long", edit(t, 18, "  workers: 2\n  spin_us: 10001"), []string{"line 19", "steering.spin_us", "0..10000"}},
 		{"workers zero", edit(t, 18, "  workers: 0"), []string{"line 18", "steering.workers", "below 1"}},
 		{"cpus mismatch", edit(t, 18, "  workers: 2\n  cpus: {dispatcher: 0, workers: [1]}"), []string{"line 19", "steering.cpus.workers", "1 CPUs listed for 2 workers"}},
 		{"cpus negative", edit(t, 18, "  workers: 2\n  cpus: {dispatcher: -1}"), []string{"line 19", "steering.cpus.dispatcher"}},

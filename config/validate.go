@@ -209,6 +209,9 @@ func (c *Config) Validate() error {
 	if c.Steering.Workers < 1 {
 		cl.add("steering.workers", "%d is below 1", c.Steering.Workers)
 	}
+	if c.Steering.SpinMicros < 0 || c.Steering.SpinMicros > MaxSpinMicros {
+		cl.add("steering.spin_us", "%d is outside 0..%d (microseconds)", c.Steering.SpinMicros, MaxSpinMicros)
+	}
 	if cp := c.Steering.CPUs; cp != nil {
 		if cp.Dispatcher != nil && *cp.Dispatcher < 0 {
 			cl.add("steering.cpus.dispatcher", "CPU %d is negative", *cp.Dispatcher)

@@ -231,6 +231,7 @@ func (d *daemon) setup(o Options) error {
 		if err != nil {
 			return fmt.Errorf("%w: open TAP %s: %w", ErrSetup, n.Device.Name, err)
 		}
+		t.SetReadSpin(cfg.Steering.Spin())
 		d.devs = append(d.devs, t)
 		d.log.Info("TAP ready", "device", t.Name(), "vni", n.VNI, "bridge", n.Device.Bridge,
 			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String())
@@ -288,7 +289,9 @@ func (d *daemon) run(ctx context.Context) error {
 		if c := cfg.Steering.CPUs; c != nil && i == 0 {
 			ecfg.Affinity = &dataplane.Affinity{Dispatcher: c.Dispatcher, Workers: c.Workers}
 		}
-		e, err := dataplane.New(newXSKSource(s, cfg.Steering.Batch), newDeviceSink(d, cfg.Steering.Batch), ecfg)
+		src := newXSKSource(s, cfg.Steering.Batch)
+		src.spin = cfg.Steering.Spin()
+		e, err := dataplane.New(src, newDeviceSink(d, cfg.Steering.Batch), ecfg)
 		if err != nil {
 			// Engines already running use the sockets: stop them
 			// before the UMEMs go away.
@@ -322,7 +325,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	refresh := time.NewTicker(10 * time.Second)
 	defer refresh.Stop()
-	d.log.Info("mflow running", "policy", d.policy.String(), "workers", cfg.Steering.Workers,
+	d.log.Info("mflow running", "policy", d.policy.String(), "workers", cfg.Steering.Workers, "spin", cfg.Steering.Spin().String(),
 		"batch", cfg.Steering.Batch, "queues", fmt.Sprint(d.queues))
 
 	var runErr error

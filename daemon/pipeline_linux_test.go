@@ -450,3 +450,31 @@ func TestEncapWithFakes(t *testing.T) {
 		}
 	}
 }
+
+// TestXSKSourceSpin: with spinning on, the uplink source hands out a frame
+// that arrives while it spins and one that arrives after the spin gave up
+// (it then waits in poll), each once.
+func TestXSKSourceSpin(t *testing.T) {
+	q, err := xsktest.New(xsk.Options{NumFrames: 64, FillSize: 32, RxSize: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	src := newXSKSource(q, 16)
+	src.spin = 20 * time.Millisecond
+	dst := make([][]byte, 16)
+	handles := make([]batch.Handle, 16)
+	for i, delay := range []time.Duration{time.Millisecond, 80 * time.Millisecond} {
+		go func() {
+			time.Sleep(delay)
+			f := make([]byte, 60)
+			f[0] = byte(i + 1)
+			q.Inject(f)
+		}()
+		n, err := src.Read(context.Background(), dst, handles)
+		if err != nil || n != 1 || dst[0][0] != byte(i+1) {
+			t.Fatalf("frame sent after %v: Read = %d, %v", delay, n, err)
+		}
+		src.Release(handles[:n])
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -34,6 +35,8 @@ type Device struct {
 	rdErr    error
 	rdStats  Stats // counted during one Read, added to stats at its end
 	readFn   func(fd uintptr) bool
+	spin     time.Duration // SetReadSpin
+	spinEnd  time.Time     // when the current spin gives up; zero: not spinning
 
 	dropMu   sync.Mutex      // guards nl, drops and dropBase
 	nl       *netlink.Handle // in the device's namespace, for KernelDrops; nil once closed
@@ -116,6 +119,14 @@ func (d *Device) Stats() Stats {
 	}
 	return s
 }
+
+// SetReadSpin makes Read, when the device has nothing for it, retry for up
+// to d (yielding the CPU between tries, so that a waiting thread runs)
+// before it parks in the runtime's poller: a packet that comes within d
+// is read without a wake-up, at the price of a CPU kept busy (but not
+// held) meanwhile. 0, the default, parks at once. Call it from the
+// reading goroutine, or before Read is first called.
+func (d *Device) SetReadSpin(spin time.Duration) { d.spin = spin }
 
 // Read blocks until the kernel has at least one packet for the device,
 // then reads packets while more are ready and the buffers last. Each

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -139,7 +140,21 @@ func (d *Device) readLoop(fd uintptr) bool {
 			case err == unix.EINTR:
 				continue
 			case err == unix.EAGAIN:
-				return d.rdN > 0
+				if d.rdN > 0 {
+					return true
+				}
+				if d.spin > 0 {
+					now := time.Now()
+					if d.spinEnd.IsZero() {
+						d.spinEnd = now.Add(d.spin)
+					}
+					if now.Before(d.spinEnd) {
+						unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+						continue
+					}
+					d.spinEnd = time.Time{}
+				}
+				return false
 			case err != nil:
 				d.rdErr = err
 				return true
@@ -147,7 +162,7 @@ func (d *Device) readLoop(fd uintptr) bool {
 				d.rdErr = io.EOF
 				return true
 			}
-			d.pending = n
+			d.pending, d.spinEnd = n, time.Time{}
 			d.rdStats.ReadPackets++
 			d.rdStats.ReadBytes += uint64(max(n-VirtioNetHdrLen, 0))
 		}

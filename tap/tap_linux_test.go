@@ -681,3 +681,36 @@ func TestWriteCoalescedUDP(t *testing.T) {
 		t.Errorf("want 5 super-frames in 5 writes for %d datagrams", len(sizes))
 	}
 }
+
+// TestReadSpin: with SetReadSpin, a datagram that comes while Read spins
+// and one that comes after the spin gave up (Read then waits in the
+// poller) are both read, and spinning Read allocates nothing.
+func TestReadSpin(t *testing.T) {
+	ns := newNS(t)
+	d := hostTAP(t, ns, 1500)
+	fd := udpSocket(t, ns, 5203)
+	d.SetReadSpin(20 * time.Millisecond)
+	msg := payload(200)
+	for _, delay := range []time.Duration{time.Millisecond, 60 * time.Millisecond} {
+		go func() {
+			time.Sleep(delay)
+			unix.Write(fd, msg)
+		}()
+		f := readUntil(t, d, 1, isUDPTo(5203))[0]
+		if got := checkOracle(t, f).ApplicationLayer().Payload(); !bytes.Equal(got, msg) {
+			t.Errorf("sent after %v: payload differs", delay)
+		}
+	}
+	bufs, sizes := newBufs(64, 2048)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := unix.Write(fd, msg); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := d.Read(bufs, sizes, 64); err != nil || n < 1 {
+			t.Fatalf("Read = %d, %v", n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("send+Read with spinning allocates %v times, want 0", allocs)
+	}
+}

@@ -160,6 +160,9 @@ func (e *env) startDaemon() error {
 			return err
 		}
 	}
+	if m.Spin != "" {
+		cpus += ", spin_us: " + m.Spin
+	}
 	yaml := testbed.MflowConfigDevice(device, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus))
 	cfg, err := config.Parse(yaml)
 	if err != nil {

@@ -50,6 +50,10 @@ type Options struct {
 	// with "-" and the path appended to the names of all but the first.
 	// Empty means the config's default only.
 	Transmits []string `json:"transmits,omitempty"`
+	// Spins are values of mflow's steering.spin_us to measure (µs; -1:
+	// the config's default); every mflow mode runs once per value,
+	// named with a -spinN suffix when there are several.
+	Spins []int `json:"spins,omitempty"`
 	// Sizes are UDP payload sizes in bytes (16 to 1422); the first is the
 	// size of the flows sweep and of the latency steps.
 	Sizes []int `json:"sizes"`
@@ -185,6 +189,9 @@ type Mode struct {
 	// Transmit is mflow's encap transmit path (vtep.transmit; "" is the
 	// config's default).
 	Transmit string
+	// Spin is mflow's steering.spin_us in µs ("" is the config's
+	// default).
+	Spin string
 }
 
 // label names m in progress lines and warnings: the name, plus the batch
@@ -242,19 +249,36 @@ func (o *Options) Expand() ([]Mode, error) {
 			return nil, fmt.Errorf("expanding modes: unknown transmit path %q (want %s, %s)", t, config.TransmitSocket, config.TransmitAFXDP)
 		}
 	}
+	spins := o.Spins
+	if len(spins) == 0 {
+		spins = []int{-1}
+	}
+	for _, sp := range spins {
+		if sp < -1 || sp > config.MaxSpinMicros {
+			return nil, fmt.Errorf("expanding modes: spin %d µs outside 0..%d", sp, config.MaxSpinMicros)
+		}
+	}
 	var out []Mode
 	mflow := func(m Mode) {
 		for _, d := range devices {
 			for ti, t := range transmits {
-				mm := m
-				mm.Device, mm.Transmit = d, t
-				if d == "veth" {
-					mm.Name += "-veth"
+				for si, sp := range spins {
+					mm := m
+					mm.Device, mm.Transmit = d, t
+					if sp >= 0 {
+						mm.Spin = fmt.Sprint(sp)
+					}
+					if d == "veth" {
+						mm.Name += "-veth"
+					}
+					if ti > 0 {
+						mm.Name += "-" + strings.ReplaceAll(t, "_", "")
+					}
+					if si > 0 || len(spins) > 1 && sp >= 0 {
+						mm.Name += fmt.Sprintf("-spin%d", sp)
+					}
+					out = append(out, mm)
 				}
-				if ti > 0 {
-					mm.Name += "-" + strings.ReplaceAll(t, "_", "")
-				}
-				out = append(out, mm)
 			}
 		}
 	}
