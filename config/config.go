@@ -41,6 +41,7 @@ const (
 	DefaultBatch        = 256
 	DefaultWorkers      = 2
 	DefaultSpinMicros   = 50
+	DefaultInline       = 16
 	MaxSpinMicros       = 10000
 	DefaultMetricsAddr  = "127.0.0.1:9469"
 	DefaultReservedBits = ReservedIgnore
@@ -212,6 +213,21 @@ type Steering struct {
 	// without a wake-up. 0 turns it off (always off on a 1-CPU host).
 	// Default 50; up to 10000. See docs/OPERATIONS.md for its CPU cost.
 	SpinMicros int `yaml:"spin_us"`
+	// Inline (policy microflow): a batch of at most this many frames,
+	// read while nothing is in flight, is processed and written on the
+	// receiving goroutine, with no hand-off to a worker and the merger
+	// (order is kept: nothing else is in flight). 0 always hands off.
+	// Default 16; at most batch.
+	Inline *int `yaml:"inline"`
+}
+
+// InlineFrames is Inline with its default (DefaultInline, or batch when
+// that is smaller).
+func (s Steering) InlineFrames() int {
+	if s.Inline != nil {
+		return *s.Inline
+	}
+	return min(DefaultInline, s.Batch)
 }
 
 // Spin is SpinMicros as a duration, 0 on a host with one CPU.

@@ -205,6 +205,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad policy", edit(t, 16, "  policy: rss"), []string{"line 16", "steering.policy", "rss"}},
 		{"batch zero", edit(t, 17, "  batch: 0"), []string{"line 17", "steering.batch"}},
 		{"batch huge", edit(t, 17, "  batch: 1000000"), []string{"line 17", "steering.batch"}},
+		{"inline above batch", edit(t, 18, "  workers: 2\n  inline: 300"), []string{"line 19", "steering.inline", "0..256"}},
 		{"spin negative", edit(t, 18, "  workers: 2\n  spin_us: -1"), []string{"line 19", "steering.spin_us"}},
 		{"spin too long", edit(t, 18, "  workers: 2\n  spin_us: 10001"), []string{"line 19", "steering.spin_us", "0..10000"}},
 		{"workers zero", edit(t, 18, "  workers: 0"), []string{"line 18", "steering.workers", "below 1"}},

@@ -209,6 +209,9 @@ func (c *Config) Validate() error {
 	if c.Steering.Workers < 1 {
 		cl.add("steering.workers", "%d is below 1", c.Steering.Workers)
 	}
+	if in := c.Steering.Inline; in != nil && (*in < 0 || *in > c.Steering.Batch) {
+		cl.add("steering.inline", "%d is outside 0..%d (steering.batch)", *in, c.Steering.Batch)
+	}
 	if c.Steering.SpinMicros < 0 || c.Steering.SpinMicros > MaxSpinMicros {
 		cl.add("steering.spin_us", "%d is outside 0..%d (microseconds)", c.Steering.SpinMicros, MaxSpinMicros)
 	}

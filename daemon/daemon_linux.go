@@ -279,6 +279,7 @@ func (d *daemon) run(ctx context.Context) error {
 			Workers:   cfg.Steering.Workers,
 			Batch:     cfg.Steering.Batch,
 			Unordered: d.unordered,
+			Inline:    cfg.Steering.InlineFrames(),
 			Stages:    []dataplane.Stage{d.stage},
 		}
 		if d.policy == steer.Single {
@@ -325,7 +326,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	refresh := time.NewTicker(10 * time.Second)
 	defer refresh.Stop()
-	d.log.Info("mflow running", "policy", d.policy.String(), "workers", cfg.Steering.Workers, "spin", cfg.Steering.Spin().String(),
+	d.log.Info("mflow running", "policy", d.policy.String(), "workers", cfg.Steering.Workers, "spin", cfg.Steering.Spin().String(), "inline", cfg.Steering.InlineFrames(),
 		"batch", cfg.Steering.Batch, "queues", fmt.Sprint(d.queues))
 
 	var runErr error

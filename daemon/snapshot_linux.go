@@ -32,6 +32,7 @@ func (d *daemon) snapshot() metrics.Snapshot {
 			rxDrops[r] += n
 		}
 		s.MicroflowsDispatched += st.Batches
+		s.InlineBatches += st.InlineBatches
 		s.MergerWaits += st.Merger.Waits
 		for i, n := range st.WorkerPackets {
 			for len(s.Workers) <= i {

@@ -81,6 +81,15 @@ type Config struct {
 	Unordered bool
 	// HashSeed seeds the outer flow hash of steer.Flow.
 	HashSeed uint32
+	// Inline, when not 0, lets steer.Microflow (with the merger) skip the
+	// hand-offs when there is no queue: a batch of at most Inline frames
+	// read while every earlier batch has been written is processed and
+	// written by the dispatcher itself, the way steer.Single does, so a
+	// lone request does not wait for a worker's and the merger's
+	// wake-ups. Order is kept: nothing is in flight when it happens, and
+	// the next batch is read only after it. Counted in
+	// Stats.InlineBatches.
+	Inline int
 	// Stages run in order on every batch (for example a *DecapStage).
 	Stages []Stage
 	// Affinity, when not nil, pins the goroutines to CPUs.
@@ -109,6 +118,11 @@ type Engine struct {
 	deliveredBytes atomic.Uint64
 	released       atomic.Uint64
 	sinkDrops      atomic.Uint64
+	outBatches     atomic.Uint64 // batches the merger handed to output
+
+	// The dispatcher's own (Config.Inline).
+	assigned uint64        // batches handed to workers
+	inline   atomic.Uint64 // batches processed on the dispatcher
 
 	running atomic.Bool
 }
@@ -188,6 +202,15 @@ func New(src steer.Source, sink Sink, cfg Config) (*Engine, error) {
 				return nil, fmt.Errorf("create engine: %w", err)
 			}
 			e.disp.Send = func(w int, b *batch.Batch) {
+				// Nothing in flight (every batch handed out has been
+				// written) and a shallow batch: no hand-off.
+				if b.N <= e.cfg.Inline && e.outBatches.Load() == e.assigned {
+					e.inline.Add(1)
+					e.process(w, b)
+					e.output(b)
+					return
+				}
+				e.assigned++
 				e.merger.Assign(w)
 				e.in[w] <- b
 			}
@@ -301,6 +324,7 @@ func (e *Engine) drainOutput() {
 			return
 		}
 		e.output(b)
+		e.outBatches.Add(1) // after the write: the dispatcher may write next
 	}
 }
 

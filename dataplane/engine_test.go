@@ -160,11 +160,14 @@ func TestPropertyOrderAndConservation(t *testing.T) {
 			LeastLoaded: r.IntN(2) == 0,
 			HashSeed:    r.Uint32(),
 		}
+		if r.IntN(2) == 0 {
+			cfg.Inline = 1 + r.IntN(cfg.Batch)
+		}
 		cfg.Pool = cfg.Workers + 1 + r.IntN(3*cfg.Workers+4)
 		count := uint64(min(max(3000, 3*cfg.Pool*cfg.Batch), 30000))
 		flows := 1 + r.IntN(16)
-		name := fmt.Sprintf("seed=%d/%v/w=%d/b=%d/pool=%d/depth=%d/ll=%v/flows=%d",
-			seed, policy, cfg.Workers, cfg.Batch, cfg.Pool, cfg.Depth, cfg.LeastLoaded, flows)
+		name := fmt.Sprintf("seed=%d/%v/w=%d/b=%d/pool=%d/depth=%d/ll=%v/inline=%d/flows=%d",
+			seed, policy, cfg.Workers, cfg.Batch, cfg.Pool, cfg.Depth, cfg.LeastLoaded, cfg.Inline, flows)
 		t.Run(name, func(t *testing.T) {
 			tr := newTraffic(t, flows, 0.05*r.Float64(), seed)
 			src, err := memio.NewSource(memio.SourceConfig{
@@ -205,11 +208,64 @@ func TestPropertyOrderAndConservation(t *testing.T) {
 			for _, msg := range check.errs {
 				t.Error(msg)
 			}
-			if policy == steer.Microflow && st.Merger.Released != st.Batches {
-				t.Errorf("merger released %d batches, dispatcher sent %d", st.Merger.Released, st.Batches)
+			if policy == steer.Microflow && st.Merger.Released+st.InlineBatches != st.Batches {
+				t.Errorf("merger released %d batches and %d went inline, dispatcher sent %d", st.Merger.Released, st.InlineBatches, st.Batches)
 			}
 			if st.Merger.MaxDepth > cfg.Depth {
 				t.Errorf("merger queue depth %d exceeds bound %d", st.Merger.MaxDepth, cfg.Depth)
+			}
+		})
+	}
+}
+
+// TestInlineSwitches: with Config.Inline, microflow switches between
+// processing on the dispatcher (a shallow read, nothing in flight) and
+// handing micro-flows to workers (a backlog), at points forced at random:
+// random read sizes and random worker and sink delays. Every frame
+// arrives, in its flow's order, and both ways were taken.
+func TestInlineSwitches(t *testing.T) {
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 7))
+			const count = 20000
+			tr := newTraffic(t, 1+r.IntN(4), 0.02, seed)
+			sizes := rand.New(rand.NewPCG(seed, 8))
+			src, err := memio.NewSource(memio.SourceConfig{Buffers: 4096, FrameSize: 256, Count: count, Gen: tr.gen,
+				BurstOf: func(uint64) int {
+					if sizes.IntN(2) == 0 {
+						return 1 + sizes.IntN(4) // shallow
+					}
+					return 1 + sizes.IntN(256)
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := newOrderCheck(true)
+			slow := rand.New(rand.NewPCG(seed, 9))
+			sink := &memio.Sink{Frame: check.frame, Fail: func(*batch.Batch) error {
+				if slow.IntN(20) == 0 {
+					time.Sleep(time.Duration(slow.IntN(300)) * time.Microsecond)
+				}
+				return nil
+			}}
+			cfg := Config{Policy: steer.Microflow, Workers: 1 + r.IntN(4), Batch: 256, Inline: 4,
+				Stages: []Stage{&DecapStage{}, &delayStage{seed: seed, prob: 0.1, max: 100 * time.Microsecond}}}
+			e, err := New(src, sink, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st := checkConservation(t, e, src, sink)
+			for _, msg := range check.errs {
+				t.Error(msg)
+			}
+			if st.Received != count || st.InlineBatches == 0 || st.InlineBatches == st.Batches {
+				t.Errorf("received %d of %d; %d of %d batches inline: want some of both", st.Received, count, st.InlineBatches, st.Batches)
+			}
+			if st.Merger.Released+st.InlineBatches != st.Batches {
+				t.Errorf("merger released %d, inline %d, dispatched %d", st.Merger.Released, st.InlineBatches, st.Batches)
 			}
 		})
 	}

@@ -50,6 +50,9 @@ type Stats struct {
 	Released uint64
 	// Batches counts dispatched batches (micro-flows).
 	Batches uint64
+	// InlineBatches counts the batches of those that the dispatcher
+	// processed itself, nothing being in flight (Config.Inline).
+	InlineBatches uint64
 	// WorkerPackets counts the frames each worker processed.
 	WorkerPackets []uint64
 	// Merger holds the merger's counters (zero without a merger).
@@ -87,6 +90,7 @@ func (e *Engine) Stats() Stats {
 		s.Merger = e.merger.Stats()
 	}
 	s.Batches = e.disp.Dispatched()
+	s.InlineBatches = e.inline.Load()
 	s.Received = e.disp.Received()
 	s.InFlight = s.Received - s.Delivered - s.DroppedTotal()
 	return s

@@ -135,6 +135,7 @@ func (f Families) Snapshot() Snapshot {
 		s.Workers[i] = value(m)
 	})
 	s.MicroflowsDispatched = f.scalar(NameMicroflows)
+	s.InlineBatches = f.scalar(NameInlineBatches)
 	s.MergerWaits = f.scalar(NameMergerWaits)
 
 	nets := map[string]*Network{}
@@ -272,7 +273,7 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 	}
 	section(rows)
 
-	rows = [][]string{{"counter", "value"}, {"micro-flows dispatched", u64(s.MicroflowsDispatched)}, {"merger waits", u64(s.MergerWaits)}}
+	rows = [][]string{{"counter", "value"}, {"micro-flows dispatched", u64(s.MicroflowsDispatched)}, {"of them inline", u64(s.InlineBatches)}, {"merger waits", u64(s.MergerWaits)}}
 	for i, n := range s.Workers {
 		rows = append(rows, []string{"worker " + strconv.Itoa(i) + " packets", u64(n)})
 	}

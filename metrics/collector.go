@@ -21,6 +21,7 @@ const (
 	NameDropped                   = "mflow_dropped_packets_total"
 	NameWorkerPackets             = "mflow_worker_packets_total"
 	NameMicroflows                = "mflow_microflows_dispatched_total"
+	NameInlineBatches             = "mflow_inline_batches_total"
 	NameMergerWaits               = "mflow_merger_waits_total"
 	NameNetworkDeliveredPackets   = "mflow_network_delivered_packets_total"
 	NameNetworkDeliveredBytes     = "mflow_network_delivered_bytes_total"
@@ -72,6 +73,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameDropped, "Packets dropped, by direction (decap, encap) and reason.", []string{"direction", "reason"}},
 		{NameWorkerPackets, "Packets processed per worker.", []string{"worker"}},
 		{NameMicroflows, "Micro-flows (batches) dispatched to workers, empty ones included.", nil},
+		{NameInlineBatches, "Batches of those processed on the receiving goroutine, no hand-off, nothing being in flight (steering.inline).", nil},
 		{NameMergerWaits, "Times the merger waited for the next micro-flow in sequence.", nil},
 		{NameNetworkDeliveredPackets, "Decapsulated frames delivered per network.", []string{"vni", "device"}},
 		{NameNetworkDeliveredBytes, "Bytes of decapsulated frames delivered per network.", []string{"vni", "device"}},
@@ -131,6 +133,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(NameWorkerPackets, n, strconv.Itoa(i))
 	}
 	counter(NameMicroflows, s.MicroflowsDispatched)
+	counter(NameInlineBatches, s.InlineBatches)
 	counter(NameMergerWaits, s.MergerWaits)
 	for _, n := range s.Networks {
 		vni := strconv.FormatUint(uint64(n.VNI), 10)

@@ -121,6 +121,9 @@ type Snapshot struct {
 	// MicroflowsDispatched counts the batches (micro-flows) the dispatcher
 	// handed to workers, empty ones included.
 	MicroflowsDispatched uint64
+	// InlineBatches counts the batches of those that were processed on
+	// the receiving goroutine without a hand-off (steering.inline).
+	InlineBatches uint64
 	// MergerWaits counts the times the merger waited for the next sequence
 	// number.
 	MergerWaits uint64

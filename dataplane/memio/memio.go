@@ -36,6 +36,10 @@ type SourceConfig struct {
 	Gen func(seq uint64, buf []byte) int
 	// Burst caps the frames one Read returns, like an rx ring (0: no cap).
 	Burst int
+	// BurstOf, if set, caps the frames of Read number k (0, 1, …) to
+	// BurstOf(k) when that is above 0 (after Burst), so a test can vary
+	// what each read finds. It runs on the reading goroutine.
+	BurstOf func(k uint64) int
 }
 
 // Source is an in-memory steer.Source.
@@ -57,6 +61,7 @@ type Source struct {
 	avail chan struct{} // signalled by Release (capacity 1)
 
 	released atomic.Uint64
+	reads    uint64 // Read calls, for BurstOf (the reading goroutine's)
 }
 
 // NewSource returns a source built from cfg.
@@ -106,6 +111,12 @@ func (s *Source) buf(i int32) []byte {
 func (s *Source) Read(ctx context.Context, dst [][]byte, handles []batch.Handle) (int, error) {
 	if s.cfg.Burst > 0 && len(dst) > s.cfg.Burst {
 		dst = dst[:s.cfg.Burst]
+	}
+	if s.cfg.BurstOf != nil {
+		if c := s.cfg.BurstOf(s.reads); c > 0 && len(dst) > c {
+			dst = dst[:c]
+		}
+		s.reads++
 	}
 	for {
 		s.mu.Lock()
