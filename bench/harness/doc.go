@@ -11,8 +11,10 @@
 //	                  native      plain UDP/TCP between peer and host (no overlay, no container)
 //	                  kernel      kernel vxlan42 on the host's bridge
 //	                  kernel-rps  kernel, plus RPS on uplink0 and vethctr0 rx-0 to the non-generator CPUs
-//	                  single/flow/pipeline/microflow   in-process mflow daemon (TAP on br42;
-//	                              --transmit: its encap path, socket or af_xdp)
+//	                  single/flow/pipeline/microflow   mflow daemon, a child process of this
+//	                              binary started in the host namespace (child.go; --in-process:
+//	                              inside this process instead), TAP on br42; --transmit: its
+//	                              encap path, socket or af_xdp; --spin: its steering.spin_us
 //	                  ceiling     AF_XDP on uplink0: receive-and-drop (decap), or transmit
 //	                              of pre-built VxLAN frames from one goroutine (encap)
 //	  for each step and repetition (both directions: decap = peer → container,
