@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"mflow/bpf"
 	"mflow/config"
@@ -155,7 +156,8 @@ func (d *daemon) setup(o Options) error {
 	if err := cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: nq, NumCPU: runtime.NumCPU()}); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if cfg.Uplink.Queues.All || len(cfg.Uplink.Queues.List) == 0 {
+	all := cfg.Uplink.Queues.All || len(cfg.Uplink.Queues.List) == 0
+	if all {
 		for q := 0; q < nq; q++ {
 			d.queues = append(d.queues, q)
 		}
@@ -177,7 +179,21 @@ func (d *daemon) setup(o Options) error {
 	}
 	for _, q := range d.queues {
 		s, err := xsk.Open(d.uplinkIndex, q, xsk.Options{NumFrames: o.Frames})
+		if err != nil && all && q > 0 && errors.Is(err, unix.EINVAL) {
+			// A device may allocate more receive queues than it uses
+			// (a veth made by iproute2 allocates one per possible
+			// CPU and uses one), and netlink reports only the
+			// allocated count; the kernel refuses to bind a queue
+			// beyond the ones in use with EINVAL. Serve those.
+			d.log.Info("uplink uses fewer receive queues than it allocates: serving the ones in use",
+				"interface", d.uplinkName, "allocated", nq, "in_use", q)
+			d.queues = d.queues[:q]
+			break
+		}
 		if err != nil {
+			if errors.Is(err, unix.EINVAL) {
+				err = fmt.Errorf("%w (is queue %d in use by the device? `ethtool -l %s` shows the counts)", err, q, d.uplinkName)
+			}
 			return fmt.Errorf("%w: open AF_XDP socket on %s queue %d: %w", ErrSetup, d.uplinkName, q, err)
 		}
 		d.socks = append(d.socks, s)
