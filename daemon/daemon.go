@@ -43,6 +43,9 @@ var (
 	ErrConfig = errors.New("configuration does not fit the host")
 	// ErrSetup: a kernel object could not be created.
 	ErrSetup = errors.New("setup failed")
+	// ErrNotReloadable: a reload asked for a change that only a restart
+	// can make; nothing was applied.
+	ErrNotReloadable = errors.New("needs a restart")
 )
 
 // Check is the outcome of one host check of `mflow check`.
@@ -74,6 +77,19 @@ func (d *Daemon) Run(ctx context.Context) error { return d.d.run(ctx) }
 // Close releases everything New set up, for a daemon whose Run is never
 // called. Run does this itself.
 func (d *Daemon) Close() { d.d.teardown() }
+
+// Reload applies the difference between the running configuration and cfg
+// where it can change without rebinding anything: a network's peers (the
+// VTEPs accepted from and flooded to; FDB entries learned behind a removed
+// peer are no longer used, its stations are flooded to the remaining
+// peers). Networks whose settings did not change are not touched. It
+// returns the paths of the fields it changed (config.Changes), none when
+// cfg equals the running configuration. If cfg changes anything else, it
+// applies nothing and returns an error wrapping ErrNotReloadable that names
+// those fields; an invalid cfg is an error wrapping ErrConfig. Either way
+// the running configuration stays as it was. Reload is safe for concurrent
+// use with Run and Snapshot; after Run has returned it fails.
+func (d *Daemon) Reload(cfg *config.Config) ([]string, error) { return d.d.reload(cfg) }
 
 // XDPMode returns the mode the XDP program was attached in.
 func (d *Daemon) XDPMode() bpf.Mode { return d.d.xdpMode }

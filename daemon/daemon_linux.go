@@ -64,6 +64,9 @@ type daemon struct {
 	stopping  atomic.Bool      // the transmit loops are to end
 	down      atomic.Bool      // set once teardown released the sockets
 	final     metrics.Snapshot // the last snapshot, taken before teardown
+
+	reloadMu sync.Mutex     // serialises reloads against each other and teardown
+	live     *config.Config // the configuration in force (cfg, or the last reload)
 }
 
 // newDaemon is New on Linux.
@@ -71,7 +74,7 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	d = &daemon{cfg: cfg, log: o.Logger, enter: o.Enter, byVNI: map[uint32]*network{}}
+	d = &daemon{cfg: cfg, live: cfg, log: o.Logger, enter: o.Enter, byVNI: map[uint32]*network{}}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -415,10 +418,12 @@ func (d *daemon) teardown() {
 		d.prog.Close()
 		d.prog = nil
 	}
+	d.reloadMu.Lock()
 	if d.neigh != nil {
 		d.neigh.close()
 		d.neigh = nil
 	}
+	d.reloadMu.Unlock()
 	for _, p := range d.pools {
 		p.close()
 	}
