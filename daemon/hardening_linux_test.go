@@ -4,15 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"mflow/bench/gen"
 	"mflow/bench/testbed"
 	"mflow/bench/traffic"
 	"mflow/config"
+	"mflow/dataplane"
 	"mflow/metrics"
+	"mflow/steer"
+	"mflow/vxlan"
+	"mflow/xsk"
+	"mflow/xsk/xsktest"
 )
 
 // TestE2EUplinkUnusedQueues: an uplink veth made the way `ip link add …
@@ -225,4 +233,117 @@ func TestE2EReloadKeepsTraffic(t *testing.T) {
 		t.Errorf("network 43's flood list after the last reload: %v, want [192.0.2.3]", got)
 	}
 	t.Logf("%d reloads during a UDP stream of %d datagrams: all received in order", reloads, u.Sent)
+}
+
+// goneDevice is a fake device whose writes fail as a whole, like a TAP
+// deleted from under the daemon.
+type goneDevice struct{ fakeDevice }
+
+func (g *goneDevice) WriteFrames(frames [][]byte, off int) (int, error) {
+	return 0, errors.New("write tap: file descriptor in bad state")
+}
+
+// TestSinkOneDeviceFails: with two networks, a device whose write fails
+// loses only its own frames, counted under its write error reason; the
+// other network's frames of the same batches count as delivered, and
+// nothing goes to sink_error.
+func TestSinkOneDeviceFails(t *testing.T) {
+	d, devs := testDaemon()
+	gone := &goneDevice{fakeDevice{name: "mflow43"}}
+	d.devs[1] = gone
+	q, err := xsktest.New(xsk.Options{NumFrames: 256, FillSize: 128, RxSize: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Fill(128)
+	e, err := dataplane.New(newXSKSource(q, 16), newDeviceSink(d, 16),
+		dataplane.Config{Policy: steer.Single, Workers: 1, Batch: 16, Stages: []dataplane.Stage{d.stage}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	const n = 200 // alternating networks 42 and 43: every batch has both
+	for i := range n {
+		f, _ := vxlanFrame(t, testPeer, uint32(42+i%2), net2MAC(i%2), byte(i))
+		for !q.Inject(f) {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Stats().Released < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil && err != context.Canceled {
+		t.Fatal(err)
+	}
+	d.engines = []*dataplane.Engine{e}
+	s := d.snapshot()
+	if got := len(devs[0].frames()); got != n/2 {
+		t.Errorf("mflow42 got %d frames, want %d", got, n/2)
+	}
+	if got := dropOf(s, metrics.Decap, "sink_error"); got != 0 {
+		t.Errorf("sink_error %d: the working device's frames were counted as dropped", got)
+	}
+	if got := dropOf(s, metrics.Decap, "fake_write_error"); got != n/2 {
+		t.Errorf("fake_write_error %d, want the failed device's %d frames", got, n/2)
+	}
+	if s.Decap.Delivered.Packets != n/2 {
+		t.Errorf("delivered %d, want %d", s.Decap.Delivered.Packets, n/2)
+	}
+	if err := s.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestE2EReceivedBytes: the received byte counters of both directions
+// count what entered: 100 VxLAN frames of 128 bytes from the peer (for a
+// VNI that is not configured, so nothing answers) are 12800 bytes of decap
+// input; UDP datagrams from the container are at least their frames'
+// bytes of encap input.
+func TestE2EReceivedBytes(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "microflow", 2, 32))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	inner := &gen.FrameSpec{
+		SrcMAC: net.HardwareAddr{2, 0x42, 0, 0, 0, 9}, DstMAC: net.HardwareAddr{2, 0x42, 0, 0, 0, 8},
+		SrcIP: peerOverlay, DstIP: ctrOverlay, SrcPort: 1000, DstPort: 2000,
+	}
+	f, err := gen.BuildFrame(gen.FrameSpec{
+		SrcMAC: r.topo.PeerWireMAC, DstMAC: r.topo.HostUplinkMAC,
+		SrcIP: netip.MustParseAddr("192.0.2.2"), DstIP: netip.MustParseAddr("192.0.2.1"), SrcPort: 50000,
+		VNI: 99, Inner: inner, Size: 128,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := gen.Run(ctx, r.topo.Peer, testbed.PeerWire, f.Data, gen.Options{Count: 100}); err != nil || st.Sent != 100 {
+		t.Fatalf("generator: %+v, %v", st, err)
+	}
+	var s metrics.Snapshot
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if s = r.d.Snapshot(); s.Decap.Received.Packets >= 100 && s.Decap.InFlight == 0 {
+			break
+		}
+	}
+	if s.Decap.Received != (metrics.Counter{Packets: 100, Bytes: 100 * 128}) {
+		t.Errorf("decap received %+v, want 100 packets, 12800 bytes", s.Decap.Received)
+	}
+
+	const n, size = 50, 100
+	frame := uint64(vxlan.EthernetLen + 20 + 8 + size) // inner Ethernet, IPv4, UDP, payload
+	u, err := traffic.UDPStream(ctx, r.topo.Ctr, r.topo.Peer, peerOverlay, traffic.UDPOptions{Size: size, Duration: 50 * time.Millisecond, Rate: 1000})
+	if err != nil || u.Sent < n/2 {
+		t.Fatalf("UDP container → peer: %+v, %v", u, err)
+	}
+	s = r.d.Snapshot()
+	// Besides the datagrams, the container sent ARP (at least 42 bytes a
+	// frame, at most an MTU-sized frame).
+	other := s.Encap.Received.Packets - u.Sent
+	if lo, hi := u.Sent*frame+other*42, u.Sent*frame+other*(testbed.OverlayMTU+vxlan.EthernetLen); s.Encap.Received.Packets < u.Sent || s.Encap.Received.Bytes < lo || s.Encap.Received.Bytes > hi {
+		t.Errorf("encap received %+v after %d datagrams of %d-byte frames; want bytes in [%d, %d]", s.Encap.Received, u.Sent, frame, lo, hi)
+	}
 }

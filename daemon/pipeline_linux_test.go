@@ -85,7 +85,7 @@ func (f *fakeDevice) frames() [][]byte {
 // testDaemon is a Daemon with networks 42 and 43 (peer testPeer) on fake
 // devices, wired as Run wires one queue's engine.
 func testDaemon() (*daemon, []*fakeDevice) {
-	d := &daemon{}
+	d := &daemon{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	devs := []*fakeDevice{{name: "mflow42"}, {name: "mflow43"}}
 	byVNI := map[uint32]*network{}
 	for i, vni := range []uint32{42, 43} {

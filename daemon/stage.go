@@ -21,6 +21,12 @@ type network struct {
 	// broadcast and unknown unicast, through the FDB's flood list);
 	// written by setPeers only, which the daemon serialises.
 	flood [][4]byte
+	// lost counts decapsulated frames the device did not take because
+	// its write failed as a whole (the device is gone); the snapshot
+	// counts them as dropped under the device's write error reason.
+	lost atomic.Uint64
+	// warned is when (Unix nanoseconds) such a failure was last logged.
+	warned atomic.Int64
 }
 
 func newNetwork(vni uint32, index int, dev string, peers []netip.Addr) *network {
