@@ -141,6 +141,15 @@ func checkCaps() error {
 	if _, err := effectiveCaps(); err != nil {
 		return fmt.Errorf("read capabilities: %w", err)
 	}
+	if missing := missingCaps(); len(missing) > 0 {
+		return fmt.Errorf("missing %v: run as root or grant them (see examples/mflow.service)", missing)
+	}
+	return nil
+}
+
+// missingCaps lists the capabilities mflow needs that the calling thread
+// does not have in its effective set.
+func missingCaps() []string {
 	has := hasCap
 	var missing []string
 	for _, c := range []struct {
@@ -155,10 +164,7 @@ func checkCaps() error {
 	if !has(capSysAdmin) && !has(capBPF) {
 		missing = append(missing, "CAP_BPF (or CAP_SYS_ADMIN)")
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing %v: run as root or grant them (see examples/mflow.service)", missing)
-	}
-	return nil
+	return missing
 }
 
 func checkMemlock() error {

@@ -108,7 +108,7 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 			d = nil
 		}
 	}()
-	err = d.enter(func() error { return d.setup(o) })
+	err = d.enter(func() error { return explainSetup(d.setup(o)) })
 	if err != nil {
 		return d, err
 	}

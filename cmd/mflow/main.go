@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"mflow/config"
 )
 
 // Exit codes.
@@ -109,4 +111,13 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// loadConfig loads the configuration file after checking that nobody but
+// root or mflow's own user can change it (config.CheckAccess).
+func loadConfig(path string) (*config.Config, error) {
+	if err := config.CheckAccess(path); err != nil {
+		return nil, err
+	}
+	return config.Load(path)
 }

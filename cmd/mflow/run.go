@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 
-	"mflow/config"
 	"mflow/daemon"
 )
 
@@ -22,7 +21,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "mflow run: %v\n", err)
 		return exitUsage
@@ -84,7 +83,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 // log line naming it, and the running configuration stays.
 func reload(d *daemon.Daemon, path string, log *slog.Logger) {
 	log.Info("SIGHUP: reloading the configuration", "config", path)
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		log.Error("reload failed, keeping the running configuration", "err", err)
 		return
