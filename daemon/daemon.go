@@ -91,6 +91,17 @@ func (d *Daemon) Close() { d.d.teardown() }
 // use with Run and Snapshot; after Run has returned it fails.
 func (d *Daemon) Reload(cfg *config.Config) ([]string, error) { return d.d.reload(cfg) }
 
+// Live returns nil while the daemon has not shut down (the answer of
+// /healthz).
+func (d *Daemon) Live() error { return d.d.alive() }
+
+// Ready returns nil when the daemon serves everything it was configured
+// for: Run is running, every AF_XDP socket is bound, the XDP program is
+// attached to the uplink and every network's device exists and is up;
+// otherwise an error naming what is not (the answer of /readyz). It
+// queries the kernel (netlink) and is safe for concurrent use.
+func (d *Daemon) Ready() error { return d.d.ready() }
+
 // XDPMode returns the mode the XDP program was attached in.
 func (d *Daemon) XDPMode() bpf.Mode { return d.d.xdpMode }
 
@@ -120,12 +131,13 @@ func (d *Daemon) XDPCounters() (bpf.Counters, error) { return d.d.xdpCounters() 
 func (d *Daemon) Snapshot() metrics.Snapshot { return d.d.snapshot() }
 
 // CheckHost verifies that this host can run cfg: capabilities, memlock,
-// AF_XDP and TUN support, the uplink (present, MTU, queues), that the XDP
-// program loads, and that the configured XDP mode attaches. It changes
-// nothing lasting: the attach test detaches at once (the program passes
-// everything that is not VxLAN for our VTEP, and nothing is bound to
-// receive VxLAN, so that passes too). Run it in the namespace the daemon
-// will serve.
+// AF_XDP and TUN support, the uplink (present, MTU, queues), no kernel
+// VxLAN device up on the VTEP's port, the networks' bridges and veths, that
+// the XDP program loads, and what is attached to the uplink (nothing,
+// mflow's program, or another program, which fails). It changes nothing:
+// it attaches no program and binds no socket, so it also runs next to a
+// live daemon (whose attached program it reports), as a health check. Run
+// it in the namespace the daemon will serve.
 func CheckHost(cfg *config.Config) []Check { return checkHost(cfg) }
 
 // InNamedNetns returns an Options.Enter function that runs its argument on

@@ -62,6 +62,7 @@ type daemon struct {
 	started   time.Time
 	devsOnce  sync.Once
 	stopping  atomic.Bool      // the transmit loops are to end
+	serving   atomic.Bool      // Run started every engine and loop and is not stopping
 	down      atomic.Bool      // set once teardown released the sockets
 	final     metrics.Snapshot // the last snapshot, taken before teardown
 
@@ -341,6 +342,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	refresh := time.NewTicker(10 * time.Second)
 	defer refresh.Stop()
+	d.serving.Store(true)
 	d.log.Info("mflow running", "policy", d.policy.String(), "workers", cfg.Steering.Workers,
 		"batch", cfg.Steering.Batch, "queues", fmt.Sprint(d.queues))
 
@@ -358,6 +360,7 @@ loop:
 			d.fdb.Expire(coarseClock() - 300)
 		}
 	}
+	d.serving.Store(false)
 	d.log.Info("stopping: detaching XDP, draining")
 	// 1. Stop receiving: frames already in the rx rings are still drained.
 	if d.att != nil {

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"mflow/bench/gen"
+
 	"mflow/bench/testbed"
+	"mflow/bench/testbed/testbedtest"
 	"mflow/bench/traffic"
 	"mflow/config"
 	"mflow/dataplane"
@@ -345,5 +348,120 @@ func TestE2EReceivedBytes(t *testing.T) {
 	other := s.Encap.Received.Packets - u.Sent
 	if lo, hi := u.Sent*frame+other*42, u.Sent*frame+other*(testbed.OverlayMTU+vxlan.EthernetLen); s.Encap.Received.Packets < u.Sent || s.Encap.Received.Bytes < lo || s.Encap.Received.Bytes > hi {
 		t.Errorf("encap received %+v after %d datagrams of %d-byte frames; want bytes in [%d, %d]", s.Encap.Received, u.Sent, frame, lo, hi)
+	}
+}
+
+// checkIn runs CheckHost in the host namespace of topo.
+func checkIn(t *testing.T, topo *testbed.Topology, cfg *config.Config) map[string]Check {
+	t.Helper()
+	var checks []Check
+	if err := topo.Host.Do(func() error { checks = CheckHost(cfg); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]Check{}
+	for _, c := range checks {
+		out[c.Name] = c
+	}
+	return out
+}
+
+// TestCheckHostNextToDaemon: `mflow check` against a running daemon
+// passes (it attaches nothing, so the daemon's attached program is no
+// conflict), says that mflow's program serves the uplink, and disturbs
+// nothing.
+func TestCheckHostNextToDaemon(t *testing.T) {
+	cfg := testConfig(t, "single", 1, 64)
+	r := startDaemon(t, cfg)
+	for name, c := range checkIn(t, r.topo, cfg) {
+		if !c.OK {
+			t.Errorf("check %s failed next to a running daemon: %s", name, c.Detail)
+		}
+	}
+	if c := checkIn(t, r.topo, cfg)["XDP on uplink"]; !strings.Contains(c.Detail, "mflow's program") {
+		t.Errorf("XDP on uplink: %+v; want it to name mflow's attached program", c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 3, 20*time.Millisecond, 2*time.Second); err != nil || p.Received != p.Sent {
+		t.Fatalf("ping after the checks: %+v, %v", p, err)
+	}
+}
+
+// TestCheckHostFailures: a kernel VxLAN device up on the VTEP's port, and
+// a TAP's bridge that does not exist, fail the check (run would compete
+// with the kernel, or fail).
+func TestCheckHostFailures(t *testing.T) {
+	testbedtest.RequirePrivileges(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mfc", HostVxLAN: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	cfg := testConfig(t, "single", 1, 64)
+	if c := checkIn(t, topo, cfg)["kernel VxLAN"]; c.OK || !strings.Contains(c.Detail, testbed.VxLANDev) {
+		t.Errorf("kernel VxLAN check with %s up on port %d: %+v; want a failure naming it", testbed.VxLANDev, testbed.VxLANPort, c)
+	}
+	// Down, it holds no socket: no failure.
+	if err := topo.Host.Do(func() error {
+		l, err := netlink.LinkByName(testbed.VxLANDev)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetDown(l)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c := checkIn(t, topo, cfg)["kernel VxLAN"]; !c.OK {
+		t.Errorf("kernel VxLAN check with %s down: %+v", testbed.VxLANDev, c)
+	}
+	cfg.Networks[0].Device.Bridge = "br99"
+	if c := checkIn(t, topo, cfg)["networks[0] bridge br99"]; c.OK || !strings.Contains(c.Detail, "create it first") {
+		t.Errorf("check of a missing bridge: %+v; want a failure", c)
+	}
+}
+
+// waitReady waits until the daemon reports ready.
+func waitReady(t *testing.T, r *running) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err = r.d.Ready(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("daemon not ready after 5s: %v", err)
+}
+
+// TestE2EReady: a running daemon is ready; with its TAP down, or its
+// uplink's XDP program gone, it says so and names what.
+func TestE2EReady(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "single", 1, 64))
+	waitReady(t, r)
+	if err := r.d.Live(); err != nil {
+		t.Errorf("Live: %v", err)
+	}
+	setDown := func(name string) {
+		t.Helper()
+		if err := r.topo.Host.Do(func() error {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			return netlink.LinkSetDown(l)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setDown(testbed.MflowVeth)
+	if err := r.d.Ready(); err == nil || !strings.Contains(err.Error(), "device mflow42 is down") {
+		t.Errorf("Ready with the TAP down: %v", err)
+	}
+	if err := r.shutdown(t); err != nil {
+		t.Fatal(err)
+	}
+	if r.d.Ready() == nil || r.d.Live() == nil {
+		t.Errorf("ready %v, live %v after shutdown; want errors", r.d.Ready(), r.d.Live())
 	}
 }

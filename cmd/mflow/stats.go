@@ -41,7 +41,7 @@ func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (stop 
 	if !cfg.Metrics.Enabled() {
 		return func() {}, nil
 	}
-	srv, err := metrics.Listen(cfg.Metrics.Listen, metrics.NewRegistry(d.Snapshot))
+	srv, err := metrics.ListenProbes(cfg.Metrics.Listen, metrics.NewRegistry(d.Snapshot), metrics.Probes{Live: d.Live, Ready: d.Ready})
 	if err != nil {
 		return nil, err
 	}
