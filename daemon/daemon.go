@@ -46,6 +46,9 @@ var (
 	// ErrNotReloadable: a reload asked for a change that only a restart
 	// can make; nothing was applied.
 	ErrNotReloadable = errors.New("needs a restart")
+	// ErrDeviceLost: Run stopped because a network's TAP was deleted from
+	// outside; a restart creates it again.
+	ErrDeviceLost = errors.New("network device lost")
 )
 
 // Check is the outcome of one host check of `mflow check`.

@@ -342,6 +342,15 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	refresh := time.NewTicker(10 * time.Second)
 	defer refresh.Stop()
+	links, stopWatch, err := d.watchLinks()
+	if err != nil {
+		d.log.Warn("devices are checked every 10 s only", "err", err)
+	}
+	defer func() {
+		if stopWatch != nil {
+			stopWatch()
+		}
+	}()
 	d.serving.Store(true)
 	d.log.Info("mflow running", "policy", d.policy.String(), "workers", cfg.Steering.Workers,
 		"batch", cfg.Steering.Batch, "queues", fmt.Sprint(d.queues))
@@ -355,9 +364,38 @@ loop:
 		case err := <-errs:
 			runErr = err
 			break loop
+		case _, ok := <-links:
+			if !ok {
+				links = nil // subscribed again at the next tick
+				continue
+			}
+			for drained := false; !drained; { // one check for a burst
+				select {
+				case _, ok := <-links:
+					if !ok {
+						links, drained = nil, true
+					}
+				default:
+					drained = true
+				}
+			}
+			if err := d.checkDevices(); err != nil {
+				runErr = err
+				break loop
+			}
 		case <-refresh.C:
 			d.neigh.refresh()
 			d.fdb.Expire(coarseClock() - 300)
+			if links == nil {
+				if stopWatch != nil {
+					stopWatch()
+				}
+				links, stopWatch, _ = d.watchLinks()
+			}
+			if err := d.checkDevices(); err != nil {
+				runErr = err
+				break loop
+			}
 		}
 	}
 	d.serving.Store(false)

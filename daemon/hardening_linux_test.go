@@ -465,3 +465,74 @@ func TestE2EReady(t *testing.T) {
 		t.Errorf("ready %v, live %v after shutdown; want errors", r.d.Ready(), r.d.Live())
 	}
 }
+
+// TestE2ETAPDeleted: a TAP deleted from outside ends Run with an error
+// wrapping ErrDeviceLost that names it, promptly (so that a supervisor
+// restarts mflow), and the shutdown is clean.
+func TestE2ETAPDeleted(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "single", 1, 64))
+	waitReady(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 1, 0, 2*time.Second); err != nil || p.Received != 1 {
+		t.Fatalf("ping: %+v, %v", p, err)
+	}
+	if err := r.topo.Host.DeleteLink(testbed.MflowVeth); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if !errors.Is(err, ErrDeviceLost) || !strings.Contains(err.Error(), "TAP mflow42") {
+			t.Fatalf("Run after the TAP was deleted: %v; want ErrDeviceLost naming it", err)
+		}
+		t.Logf("Run: %v", err)
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run still serving 3s after its TAP was deleted")
+	}
+	if s := r.d.Snapshot(); s.Check() != nil {
+		t.Error(s.Check())
+	}
+}
+
+// TestE2EBridgeRecreated: the TAP's bridge deleted and created again (as a
+// network manager restarting would): the daemon puts its TAP back on the
+// new bridge, and traffic flows again.
+func TestE2EBridgeRecreated(t *testing.T) {
+	r := startDaemon(t, testConfig(t, "single", 1, 64))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 1, 0, 2*time.Second); err != nil || p.Received != 1 {
+		t.Fatalf("ping: %+v, %v", p, err)
+	}
+	if err := r.topo.Host.DeleteLink(testbed.Bridge); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 1, 0, 300*time.Millisecond); err != nil || p.Received != 0 {
+		t.Fatalf("ping without a bridge: %+v, %v; want no answer", p, err)
+	}
+	// The bridge comes back with the container's port, not with mflow's.
+	if err := r.topo.Host.AddBridge(testbed.Bridge, testbed.OverlayMTU); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.topo.Host.SetMaster(testbed.HostCtrVeth, testbed.Bridge); err != nil {
+		t.Fatal(err)
+	}
+	var master string
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if master, _ = r.topo.Host.Master(testbed.MflowVeth); master == testbed.Bridge {
+			break
+		}
+	}
+	if master != testbed.Bridge {
+		t.Fatalf("TAP's master 3s after the bridge came back: %q, want %s", master, testbed.Bridge)
+	}
+	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 3, 20*time.Millisecond, 2*time.Second); err != nil || p.Received != p.Sent {
+		t.Fatalf("ping after the bridge came back: %+v, %v", p, err)
+	}
+	select {
+	case err := <-r.done:
+		t.Fatalf("Run ended: %v", err)
+	default:
+	}
+}

@@ -27,6 +27,9 @@ type network struct {
 	lost atomic.Uint64
 	// warned is when (Unix nanoseconds) such a failure was last logged.
 	warned atomic.Int64
+	// bridgeGone is set while the device's bridge is missing (logged
+	// once); Run's goroutine only.
+	bridgeGone bool
 }
 
 func newNetwork(vni uint32, index int, dev string, peers []netip.Addr) *network {
