@@ -100,6 +100,7 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 	d.vtep = cfg.VTEP.Addr().As4()
 	for i, n := range cfg.Networks {
 		nw := newNetwork(n.VNI24(), i, n.Device.Name, n.PeerAddrs())
+		nw.setStatic(staticEntries(n))
 		d.nets = append(d.nets, nw)
 		d.byVNI[nw.vni] = nw
 	}

@@ -536,3 +536,57 @@ func TestE2EBridgeRecreated(t *testing.T) {
 	default:
 	}
 }
+
+// TestE2EStaticFDB: a static FDB entry sends frames to its VTEP whatever
+// learning heard, from the start; a reload removes it (traffic goes to the
+// learned VTEP again) and adds it back.
+func TestE2EStaticFDB(t *testing.T) {
+	peerMAC := net.HardwareAddr{0x02, 0x42, 0, 0, 0, 0x01}
+	peer, decoy := testbed.PeerUnderlayIP.String(), "192.0.2.5"
+	withStatic := reloadConfig(t, peer+", "+decoy, "", "")
+	withStatic.Networks[0].FDB = []config.FDBEntry{{MAC: peerMAC.String(), VTEP: decoy}}
+	if err := withStatic.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	without := reloadConfig(t, peer+", "+decoy, "", "")
+	r := startDaemonOn(t, withStatic, testbed.Options{Prefix: "mfs"}, func(topo *testbed.Topology) error {
+		return topo.Peer.Do(func() error { // a MAC the configuration can name
+			l, err := netlink.LinkByName(testbed.VxLANDev)
+			if err != nil {
+				return err
+			}
+			return netlink.LinkSetHardwareAddr(l, peerMAC)
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The peer's pings teach the container and the FDB where the peer's
+	// MAC is (the replies follow the static entry to the decoy).
+	traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 2, 20*time.Millisecond, 300*time.Millisecond)
+	if v, ok := r.d.d.fdb.Lookup(testbed.VNI, [6]byte(peerMAC)); !ok || v != [4]byte(testbed.PeerUnderlayIP) {
+		t.Fatalf("learned entry of the peer's MAC: %v %v", v, ok)
+	}
+	udp := func() traffic.UDPResult {
+		t.Helper()
+		u, err := traffic.UDPStream(ctx, r.topo.Ctr, r.topo.Peer, peerOverlay, traffic.UDPOptions{Size: 100, Duration: 100 * time.Millisecond, Rate: 1000})
+		if err != nil || u.Sent == 0 {
+			t.Fatalf("UDP container → peer: %+v, %v", u, err)
+		}
+		return u
+	}
+	if u := udp(); u.Received != 0 {
+		t.Errorf("with a static entry to %s, %d of %d datagrams reached the peer", decoy, u.Received, u.Sent)
+	}
+	if ch, err := r.d.Reload(without); err != nil || !slices.Equal(ch, []string{"networks[0].fdb"}) {
+		t.Fatalf("Reload removing the entry: %q, %v", ch, err)
+	}
+	if u := udp(); u.Received != u.Sent {
+		t.Errorf("without the static entry: %d of %d datagrams reached the peer", u.Received, u.Sent)
+	}
+	if _, err := r.d.Reload(withStatic); err != nil {
+		t.Fatal(err)
+	}
+	if u := udp(); u.Received != 0 {
+		t.Errorf("static entry added back: %d of %d datagrams reached the peer", u.Received, u.Sent)
+	}
+}

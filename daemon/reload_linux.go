@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -12,7 +13,16 @@ import (
 )
 
 // reloadable matches the paths of config.Changes that reload applies.
-var reloadable = regexp.MustCompile(`^networks\[\d+\]\.peers$`)
+var reloadable = regexp.MustCompile(`^networks\[\d+\]\.(peers|fdb)$`)
+
+// staticEntries is a network's configured FDB as the encap loops read it.
+func staticEntries(n config.Network) map[[6]byte][4]byte {
+	m := make(map[[6]byte][4]byte, len(n.FDB))
+	for _, e := range n.FDB {
+		m[e.HardwareAddr()] = e.Addr().As4()
+	}
+	return m
+}
 
 // reload is Reload on Linux.
 func (d *daemon) reload(cfg *config.Config) ([]string, error) {
@@ -36,6 +46,10 @@ func (d *daemon) reload(cfg *config.Config) ([]string, error) {
 	}
 	for _, n := range cfg.Networks {
 		nw := d.byVNI[n.VNI24()] // the same VNIs: anything else was refused
+		if next := staticEntries(n); !maps.Equal(next, *nw.static.Load()) {
+			nw.setStatic(next)
+			d.log.Info("static FDB entries changed", "vni", nw.vni, "device", nw.device, "entries", len(next))
+		}
 		old := nw.flood
 		flood := nw.setPeers(n.PeerAddrs())
 		if slices.Equal(old, flood) {

@@ -30,12 +30,37 @@ type network struct {
 	// bridgeGone is set while the device's bridge is missing (logged
 	// once); Run's goroutine only.
 	bridgeGone bool
+	// static are the configured FDB entries (inner MAC → VTEP), which win
+	// over learned ones; a reload replaces the map as a whole.
+	static atomic.Pointer[map[[6]byte][4]byte]
 }
 
 func newNetwork(vni uint32, index int, dev string, peers []netip.Addr) *network {
 	n := &network{vni: vni, index: index, device: dev}
 	n.setPeers(peers)
+	n.setStatic(nil)
 	return n
+}
+
+// setStatic replaces the network's static FDB entries.
+func (n *network) setStatic(m map[[6]byte][4]byte) {
+	if m == nil {
+		m = map[[6]byte][4]byte{}
+	}
+	n.static.Store(&m)
+}
+
+// lookup returns the VTEP a unicast frame to dst goes to: a static entry,
+// else a learned one whose VTEP is still a peer (after a reload removed
+// a peer, the stations learned behind it are flooded again).
+func (n *network) lookup(fdb *vxlan.FDB, dst [6]byte) ([4]byte, bool) {
+	if st := *n.static.Load(); len(st) > 0 {
+		if v, ok := st[dst]; ok {
+			return v, true
+		}
+	}
+	v, ok := fdb.Lookup(n.vni, dst)
+	return v, ok && n.allowed(v)
 }
 
 // setPeers replaces the network's peers and returns the new flood list.

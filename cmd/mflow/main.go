@@ -32,7 +32,7 @@ const (
 const usage = `usage: mflow <command> [flags]
 
 commands:
-  run   -config FILE   run the dataplane in the foreground until SIGINT/SIGTERM; SIGHUP reloads the peers
+  run   -config FILE   run the dataplane in the foreground until SIGINT/SIGTERM; SIGHUP reloads peers and fdb
   check -config FILE   validate the config and the host, print the effective config
   stats [-addr ADDR]   print the counters of a running daemon as a table
   demo                 build a testbed in namespaces and compare mflow with kernel VxLAN
