@@ -101,6 +101,7 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 	for i, n := range cfg.Networks {
 		nw := newNetwork(n.VNI24(), i, n.Device.Name, n.PeerAddrs())
 		nw.setStatic(staticEntries(n))
+		nw.bridge = n.Device.Bridge
 		d.nets = append(d.nets, nw)
 		d.byVNI[nw.vni] = nw
 	}

@@ -590,3 +590,55 @@ func TestE2EStaticFDB(t *testing.T) {
 		t.Errorf("static entry added back: %d of %d datagrams reached the peer", u.Received, u.Sent)
 	}
 }
+
+// TestE2EReloadBridge: a reload moves a TAP to another bridge and back,
+// without a restart; a bridge that does not exist fails the reload and
+// changes nothing (the peers of the same file included).
+func TestE2EReloadBridge(t *testing.T) {
+	peer := testbed.PeerUnderlayIP.String()
+	r := startDaemon(t, reloadConfig(t, peer, "", ""))
+	if err := r.topo.Host.AddBridge("br43", testbed.OverlayMTU); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ping := func(want int) {
+		t.Helper()
+		if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 2, 20*time.Millisecond, 500*time.Millisecond); err != nil || p.Received != want {
+			t.Fatalf("ping: %+v, %v; want %d answers", p, err, want)
+		}
+	}
+	master := func() string {
+		t.Helper()
+		m, err := r.topo.Host.Master(testbed.MflowVeth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ping(2)
+	moved := reloadConfig(t, peer, "", "")
+	moved.Networks[0].Device.Bridge = "br43"
+	if ch, err := r.d.Reload(moved); err != nil || !slices.Equal(ch, []string{"networks[0].device.bridge"}) {
+		t.Fatalf("Reload to br43: %q, %v", ch, err)
+	}
+	if m := master(); m != "br43" {
+		t.Fatalf("TAP's master after the reload: %q", m)
+	}
+	ping(0) // the container is on br42
+	missing := reloadConfig(t, "192.0.2.9", "", "")
+	missing.Networks[0].Device.Bridge = "br99"
+	if _, err := r.d.Reload(missing); err == nil || !strings.Contains(err.Error(), "br99") {
+		t.Fatalf("Reload to a missing bridge: %v", err)
+	}
+	if m := master(); m != "br43" {
+		t.Errorf("TAP's master after a failed reload: %q, want br43", m)
+	}
+	if ch, err := r.d.Reload(reloadConfig(t, peer, "", "")); err != nil || !slices.Equal(ch, []string{"networks[0].device.bridge"}) {
+		t.Fatalf("Reload back to br42 (the peers unchanged by the failed reload): %q, %v", ch, err)
+	}
+	if m := master(); m != testbed.Bridge {
+		t.Fatalf("TAP's master: %q, want %s", m, testbed.Bridge)
+	}
+	ping(2)
+}

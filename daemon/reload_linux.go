@@ -9,11 +9,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vishvananda/netlink"
+
 	"mflow/config"
+	"mflow/tap"
 )
 
 // reloadable matches the paths of config.Changes that reload applies.
-var reloadable = regexp.MustCompile(`^networks\[\d+\]\.(peers|fdb)$`)
+var reloadable = regexp.MustCompile(`^networks\[\d+\]\.(peers|fdb|device\.bridge)$`)
 
 // staticEntries is a network's configured FDB as the encap loops read it.
 func staticEntries(n config.Network) map[[6]byte][4]byte {
@@ -37,12 +40,17 @@ func (d *daemon) reload(cfg *config.Config) ([]string, error) {
 	changes := d.live.Changes(cfg)
 	var refused []string
 	for _, c := range changes {
-		if !reloadable.MatchString(c) {
+		if !reloadable.MatchString(c) || strings.HasSuffix(c, ".device.bridge") && !d.tapNetwork(cfg, c) {
 			refused = append(refused, c)
 		}
 	}
 	if len(refused) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrNotReloadable, strings.Join(refused, ", "))
+	}
+	// Bridges first: the one change that can fail, before anything else
+	// is applied.
+	if err := d.moveBridges(cfg); err != nil {
+		return nil, err
 	}
 	for _, n := range cfg.Networks {
 		nw := d.byVNI[n.VNI24()] // the same VNIs: anything else was refused
@@ -73,4 +81,66 @@ func (d *daemon) reload(cfg *config.Config) ([]string, error) {
 	}
 	d.live = cfg
 	return changes, nil
+}
+
+// tapNetwork reports whether the network of a change's path
+// ("networks[i]...", i in cfg) has a TAP: a veth's bridge is its peer's,
+// which mflow set up at start and does not move.
+func (d *daemon) tapNetwork(cfg *config.Config, path string) bool {
+	var i int
+	if _, err := fmt.Sscanf(path, "networks[%d]", &i); err != nil || i < 0 || i >= len(cfg.Networks) {
+		return false
+	}
+	nw := d.byVNI[cfg.Networks[i].VNI24()]
+	_, ok := d.devs[nw.index].(*tap.Device)
+	return ok && cfg.Networks[i].Device.Type == config.DeviceTAP
+}
+
+// moveBridges puts each TAP whose bridge changed on its new bridge (or on
+// none). A bridge that does not exist fails the reload; TAPs already moved
+// are put back.
+func (d *daemon) moveBridges(cfg *config.Config) error {
+	type move struct {
+		nw       *network
+		from, to string
+	}
+	var moves []move
+	for _, n := range cfg.Networks {
+		nw := d.byVNI[n.VNI24()]
+		if _, ok := d.devs[nw.index].(*tap.Device); ok && nw.bridge != n.Device.Bridge {
+			moves = append(moves, move{nw, nw.bridge, n.Device.Bridge})
+		}
+	}
+	setMaster := func(dev, bridge string) error {
+		return d.enter(func() error {
+			l, err := netlink.LinkByName(dev)
+			if err != nil {
+				return err
+			}
+			if bridge == "" {
+				return netlink.LinkSetNoMaster(l)
+			}
+			br, err := netlink.LinkByName(bridge)
+			if err != nil {
+				return fmt.Errorf("bridge %s: %w", bridge, err)
+			}
+			if _, ok := br.(*netlink.Bridge); !ok {
+				return fmt.Errorf("%s is a %s device, not a bridge", bridge, br.Type())
+			}
+			return netlink.LinkSetMaster(l, br)
+		})
+	}
+	for k, m := range moves {
+		if err := setMaster(m.nw.device, m.to); err != nil {
+			for _, back := range moves[:k] {
+				setMaster(back.nw.device, back.from)
+				back.nw.bridge = back.from
+			}
+			return fmt.Errorf("%w: move %s to bridge %q: %w", ErrConfig, m.nw.device, m.to, err)
+		}
+		m.nw.bridge = m.to
+		m.nw.bridgeGone = false
+		d.log.Info("TAP moved to another bridge", "device", m.nw.device, "vni", m.nw.vni, "from", m.from, "to", m.to)
+	}
+	return nil
 }

@@ -27,8 +27,10 @@ type network struct {
 	lost atomic.Uint64
 	// warned is when (Unix nanoseconds) such a failure was last logged.
 	warned atomic.Int64
-	// bridgeGone is set while the device's bridge is missing (logged
-	// once); Run's goroutine only.
+	// bridge is the TAP's bridge in force ("" for none), and bridgeGone
+	// is set while it is missing (logged once); both are read and
+	// written under the daemon's reloadMu.
+	bridge     string
 	bridgeGone bool
 	// static are the configured FDB entries (inner MAC → VTEP), which win
 	// over learned ones; a reload replaces the map as a whole.

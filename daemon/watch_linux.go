@@ -55,27 +55,30 @@ func (d *daemon) watchLinks() (updates <-chan netlink.LinkUpdate, stop func(), e
 // A veth deleted from outside is left to its transmit path (its frames
 // are counted as veth_tx_error; see docs/OPERATIONS.md §5).
 func (d *daemon) checkDevices() error {
+	d.reloadMu.Lock() // the bridges in force
+	defer d.reloadMu.Unlock()
 	return d.enter(func() error {
 		for i, n := range d.cfg.Networks {
 			t, ok := d.devs[i].(*tap.Device)
 			if !ok || n.Device.Type != config.DeviceTAP {
 				continue
 			}
+			nw := d.nets[i]
+			bridge := nw.bridge
 			l, err := netlink.LinkByIndex(t.Index())
 			var nf netlink.LinkNotFoundError
 			if errors.As(err, &nf) || err == nil && l.Attrs().Name != t.Name() {
 				return fmt.Errorf("%w: TAP %s (VNI %d) was deleted from outside mflow; exiting so that the service manager restarts mflow, which creates it again",
 					ErrDeviceLost, t.Name(), n.VNI)
 			}
-			if err != nil || n.Device.Bridge == "" {
+			if err != nil || bridge == "" {
 				continue
 			}
-			nw := d.nets[i]
-			br, err := netlink.LinkByName(n.Device.Bridge)
+			br, err := netlink.LinkByName(bridge)
 			if err != nil {
 				if !nw.bridgeGone {
 					nw.bridgeGone = true
-					d.log.Error("bridge gone: the network is cut off until a bridge of that name exists again", "bridge", n.Device.Bridge, "device", t.Name(), "vni", n.VNI)
+					d.log.Error("bridge gone: the network is cut off until a bridge of that name exists again", "bridge", bridge, "device", t.Name(), "vni", n.VNI)
 				}
 				continue
 			}
@@ -84,11 +87,11 @@ func (d *daemon) checkDevices() error {
 				continue
 			}
 			if err := netlink.LinkSetMaster(l, br); err != nil {
-				d.log.Error("rejoining bridge failed", "bridge", n.Device.Bridge, "device", t.Name(), "err", err)
+				d.log.Error("rejoining bridge failed", "bridge", bridge, "device", t.Name(), "err", err)
 				continue
 			}
 			nw.bridgeGone = false
-			d.log.Warn("TAP put back on its bridge", "bridge", n.Device.Bridge, "device", t.Name(), "vni", n.VNI)
+			d.log.Warn("TAP put back on its bridge", "bridge", bridge, "device", t.Name(), "vni", n.VNI)
 		}
 		return nil
 	})
