@@ -16,6 +16,7 @@ import (
 
 	"mflow/bpf"
 	"mflow/config"
+	"mflow/internal/ethtool"
 )
 
 // checkHost is CheckHost on Linux.
@@ -40,8 +41,18 @@ func checkHost(cfg *config.Config) []Check {
 		return out
 	}
 	a := link.Attrs()
-	add("uplink", nil, fmt.Sprintf("%s: index %d, MTU %d, %d rx queues, %s", a.Name, a.Index, a.MTU, a.NumRxQueues, a.OperState))
-	add("config against host", cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: max(a.NumRxQueues, 1), NumCPU: runtime.NumCPU()}),
+	// The queues in use, where the driver reports its channels (a veth
+	// made by iproute2 allocates one per CPU and uses one); netlink only
+	// knows the allocated count.
+	queues := max(a.NumRxQueues, 1)
+	if s, err := ethtool.Open(); err == nil {
+		if n, err := s.RxQueues(a.Name); err == nil && n > 0 && n < queues {
+			queues = n
+		}
+		s.Close()
+	}
+	add("uplink", nil, fmt.Sprintf("%s: index %d, MTU %d, %d rx queues in use (%d allocated), %s", a.Name, a.Index, a.MTU, queues, a.NumRxQueues, a.OperState))
+	add("config against host", cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: queues, NumCPU: runtime.NumCPU()}),
 		"MTUs, queues and CPUs fit")
 	hasAddr := false
 	if addrs, err := netlink.AddrList(link, unix.AF_INET); err == nil {

@@ -642,3 +642,33 @@ func TestE2EReloadBridge(t *testing.T) {
 	}
 	ping(2)
 }
+
+// TestCheckHostQueuesInUse: on an iproute2-style veth uplink (more rx
+// queues allocated than used), check counts the queues in use, so a
+// configured queue the device does not use fails the check, as it would
+// fail run.
+func TestCheckHostQueuesInUse(t *testing.T) {
+	testbedtest.RequirePrivileges(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mfcq", WireDefaultQueues: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	l, err := topo.Host.Link(testbed.HostUplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Attrs().NumRxQueues < 2 {
+		t.Skipf("the kernel allocated %d rx queue(s) for a default veth: nothing unused on this machine", l.Attrs().NumRxQueues)
+	}
+	cfg := testConfig(t, "single", 1, 64)
+	if c := checkIn(t, topo, cfg)["config against host"]; !c.OK {
+		t.Errorf("queues: all: %+v", c)
+	}
+	cfg.Uplink.Queues = config.Queues{List: []int{1}}
+	if c := checkIn(t, topo, cfg)["config against host"]; c.OK || !strings.Contains(c.Detail, "queue 1") {
+		t.Errorf("queues: [1] on a veth using one queue: %+v; want a failure", c)
+	}
+}
