@@ -121,6 +121,12 @@ func testReloadPeers(t *testing.T, tx config.Transmit) {
 	if _, ok := r.d.d.fdb.Lookup(testbed.VNI, [6]byte(peerMAC)); !ok {
 		t.Fatal("the peer's station was not learned")
 	}
+	// The peer's ARP retries from before the reload may still have been
+	// counted; from now on nothing of it is refused.
+	refused = dropOf(r.d.Snapshot(), metrics.Decap, "peer_not_allowed")
+	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 3, 20*time.Millisecond, 2*time.Second); err != nil || p.Received != p.Sent {
+		t.Fatalf("ping peer → container after the reload: %+v, %v", p, err)
+	}
 	if again := dropOf(r.d.Snapshot(), metrics.Decap, "peer_not_allowed"); again != refused {
 		t.Errorf("peer_not_allowed went from %d to %d after the peer was allowed", refused, again)
 	}
