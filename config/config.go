@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -170,6 +171,35 @@ type Network struct {
 	Device Device `yaml:"device"`
 	// Peers are the remote VTEPs accepted from and flooded to (IPv4).
 	Peers []string `yaml:"peers"`
+	// FDB are static forwarding entries: frames to MAC go to VTEP (one of
+	// Peers) without flooding, whatever learning hears (like `bridge fdb
+	// append … dst … static` on a kernel VxLAN device). Optional.
+	FDB []FDBEntry `yaml:"fdb,omitempty"`
+}
+
+// FDBEntry is a static forwarding entry of a network.
+type FDBEntry struct {
+	// MAC is a unicast inner MAC address, e.g. "02:42:0a:2a:00:05".
+	MAC string `yaml:"mac"`
+	// VTEP is the remote VTEP behind MAC; it must be one of the network's
+	// peers.
+	VTEP string `yaml:"vtep"`
+}
+
+// HardwareAddr returns the entry's MAC; it is valid after Validate
+// succeeded.
+func (e FDBEntry) HardwareAddr() [6]byte {
+	var a [6]byte
+	if m, err := net.ParseMAC(e.MAC); err == nil && len(m) == 6 {
+		copy(a[:], m)
+	}
+	return a
+}
+
+// Addr returns the entry's VTEP; it is valid after Validate succeeded.
+func (e FDBEntry) Addr() netip.Addr {
+	a, _ := netip.ParseAddr(e.VTEP)
+	return a.Unmap()
 }
 
 // Device is a network's local device.

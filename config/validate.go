@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -193,6 +194,29 @@ func (c *Config) Validate() error {
 					cl.add(pp, "peer %s is also listed as %s.peers[%d]", a, p, j)
 				}
 				peers[a] = k
+			}
+		}
+		macs := map[[6]byte]int{}
+		for k, e := range n.FDB {
+			pp := fmt.Sprintf("%s.fdb[%d]", p, k)
+			m, err := net.ParseMAC(e.MAC)
+			switch {
+			case err != nil || len(m) != 6:
+				cl.add(pp+".mac", "%q is not a 6-byte MAC address", e.MAC)
+			case m[0]&1 != 0:
+				cl.add(pp+".mac", "%s is a multicast address (those are flooded to the peers)", m)
+			default:
+				key := [6]byte(m)
+				if j, dup := macs[key]; dup {
+					cl.add(pp+".mac", "%s is also listed as %s.fdb[%d]", m, p, j)
+				}
+				macs[key] = k
+			}
+			a, msg := parseUnicast4(e.VTEP)
+			if msg != "" {
+				cl.add(pp+".vtep", "%s", msg)
+			} else if _, ok := peers[a]; !ok {
+				cl.add(pp+".vtep", "%s is not one of %s.peers", a, p)
 			}
 		}
 	}

@@ -3,15 +3,20 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"mflow/bpf"
 	"mflow/config"
+	"mflow/internal/ethtool"
 )
 
 // checkHost is CheckHost on Linux.
@@ -36,8 +41,18 @@ func checkHost(cfg *config.Config) []Check {
 		return out
 	}
 	a := link.Attrs()
-	add("uplink", nil, fmt.Sprintf("%s: index %d, MTU %d, %d rx queues, %s", a.Name, a.Index, a.MTU, a.NumRxQueues, a.OperState))
-	add("config against host", cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: max(a.NumRxQueues, 1), NumCPU: runtime.NumCPU()}),
+	// The queues in use, where the driver reports its channels (a veth
+	// made by iproute2 allocates one per CPU and uses one); netlink only
+	// knows the allocated count.
+	queues := max(a.NumRxQueues, 1)
+	if s, err := ethtool.Open(); err == nil {
+		if n, err := s.RxQueues(a.Name); err == nil && n > 0 && n < queues {
+			queues = n
+		}
+		s.Close()
+	}
+	add("uplink", nil, fmt.Sprintf("%s: index %d, MTU %d, %d rx queues in use (%d allocated), %s", a.Name, a.Index, a.MTU, queues, a.NumRxQueues, a.OperState))
+	add("config against host", cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: queues, NumCPU: runtime.NumCPU()}),
 		"MTUs, queues and CPUs fit")
 	hasAddr := false
 	if addrs, err := netlink.AddrList(link, unix.AF_INET); err == nil {
@@ -52,33 +67,101 @@ func checkHost(cfg *config.Config) []Check {
 		addrErr = fmt.Errorf("%s is not configured on %s: the kernel will not answer ARP for it", cfg.VTEP.Address, a.Name)
 	}
 	add("VTEP address", addrErr, cfg.VTEP.Address+" is on "+a.Name)
+	detail, err := checkKernelVxLAN(cfg.VTEP.Port)
+	add("kernel VxLAN", err, detail)
 	for i, n := range cfg.Networks {
-		if n.Device.Type == config.DeviceVeth {
+		switch {
+		case n.Device.Type == config.DeviceVeth:
 			name := fmt.Sprintf("networks[%d] veth %s", i, n.Device.Name)
 			detail, err := checkVeth(n.Device)
 			add(name, err, detail)
+		case n.Device.Bridge != "":
+			name := fmt.Sprintf("networks[%d] bridge %s", i, n.Device.Bridge)
+			add(name, checkBridge(n.Device.Bridge), "exists; TAP "+n.Device.Name+" goes on it")
 		}
 	}
 
 	prog, err := bpf.Load(bpf.Config{VTEPs: []netip.Addr{cfg.VTEP.Addr()}, Port: uint16(cfg.VTEP.Port), Queues: max(a.NumRxQueues, 1)})
 	add("XDP program", err, "loads and verifies")
-	if err != nil {
-		return out
+	if err == nil {
+		prog.Close()
 	}
-	defer prog.Close()
-	mode, err := bpf.ParseMode(string(cfg.Uplink.XDPMode))
-	if err != nil {
-		add("XDP attach", err, "")
-		return out
-	}
-	att, err := prog.Attach(a.Index, mode)
-	if err != nil {
-		add("XDP attach", fmt.Errorf("%s mode on %s: %w", mode, a.Name, err), "")
-		return out
-	}
-	got := att.Mode()
-	add("XDP attach", att.Close(), fmt.Sprintf("%s mode requested, %s mode works on %s", mode, got, a.Name))
+	detail, err = checkUplinkXDP(a, cfg.Uplink.XDPMode)
+	add("XDP on uplink", err, detail)
 	return out
+}
+
+// checkUplinkXDP reports what is attached to the uplink without attaching
+// anything, so that `mflow check` changes nothing and works next to a
+// running daemon: nothing (run will attach), mflow's own program (a daemon
+// serves the uplink), or another program (run would fail).
+func checkUplinkXDP(a *netlink.LinkAttrs, mode config.XDPMode) (string, error) {
+	x := a.Xdp
+	if x == nil || !x.Attached {
+		return fmt.Sprintf("none attached; run attaches in %s mode and logs the mode in use (not tried here: check changes nothing)", mode), nil
+	}
+	name := "unknown"
+	if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(x.ProgId)); err == nil {
+		if info, err := p.Info(); err == nil {
+			name = info.Name
+		}
+		p.Close()
+	}
+	// bpf names its programs mflow_…; the kernel keeps 15 bytes.
+	if !strings.HasPrefix(name, "mflow") {
+		return "", fmt.Errorf("program %s (id %d) is attached to %s: mflow cannot attach; remove it first (ip link set dev %s xdp off)", name, x.ProgId, a.Name, a.Name)
+	}
+	return fmt.Sprintf("mflow's program (id %d, %s mode) is attached: a daemon serves %s", x.ProgId, xdpAttachMode(x.AttachMode), a.Name), nil
+}
+
+func xdpAttachMode(m uint32) string {
+	switch m {
+	case nl.XDP_ATTACHED_DRV:
+		return "native"
+	case nl.XDP_ATTACHED_SKB:
+		return "generic"
+	case nl.XDP_ATTACHED_HW:
+		return "offload"
+	}
+	return fmt.Sprintf("attach mode %d", m)
+}
+
+// checkKernelVxLAN fails when a kernel VxLAN device that is up uses port:
+// its UDP socket listens where mflow's XDP program takes the traffic, and
+// on a shared bridge both would flood.
+func checkKernelVxLAN(port int) (string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return "", fmt.Errorf("list links: %w", err)
+	}
+	var down []string
+	for _, l := range links {
+		v, ok := l.(*netlink.Vxlan)
+		if !ok || v.Port != port {
+			continue
+		}
+		if v.Flags&net.FlagUp != 0 {
+			return "", fmt.Errorf("%s (VNI %d) is up on UDP port %d, the VTEP's port: take it down first (ip link set %s down), see docs/OPERATIONS.md §3.3", v.Name, v.VxlanId, port, v.Name)
+		}
+		down = append(down, v.Name)
+	}
+	if len(down) > 0 {
+		return fmt.Sprintf("on port %d only down: %v", port, down), nil
+	}
+	return fmt.Sprintf("none on port %d", port), nil
+}
+
+// checkBridge checks that a TAP's bridge exists (mflow attaches to it, it
+// does not create it).
+func checkBridge(name string) error {
+	br, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("%w: mflow puts the TAP on an existing bridge; create it first (ip link add %s type bridge)", err, name)
+	}
+	if _, ok := br.(*netlink.Bridge); !ok {
+		return fmt.Errorf("%s is a %s device, not a bridge", name, br.Type())
+	}
+	return nil
 }
 
 // checkVeth checks that a veth device exists and, when a bridge is
@@ -141,6 +224,15 @@ func checkCaps() error {
 	if _, err := effectiveCaps(); err != nil {
 		return fmt.Errorf("read capabilities: %w", err)
 	}
+	if missing := missingCaps(); len(missing) > 0 {
+		return fmt.Errorf("missing %v: run as root or grant them (see examples/mflow.service)", missing)
+	}
+	return nil
+}
+
+// missingCaps lists the capabilities mflow needs that the calling thread
+// does not have in its effective set.
+func missingCaps() []string {
 	has := hasCap
 	var missing []string
 	for _, c := range []struct {
@@ -155,10 +247,7 @@ func checkCaps() error {
 	if !has(capSysAdmin) && !has(capBPF) {
 		missing = append(missing, "CAP_BPF (or CAP_SYS_ADMIN)")
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing %v: run as root or grant them (see examples/mflow.service)", missing)
-	}
-	return nil
+	return missing
 }
 
 func checkMemlock() error {

@@ -43,6 +43,12 @@ var (
 	ErrConfig = errors.New("configuration does not fit the host")
 	// ErrSetup: a kernel object could not be created.
 	ErrSetup = errors.New("setup failed")
+	// ErrNotReloadable: a reload asked for a change that only a restart
+	// can make; nothing was applied.
+	ErrNotReloadable = errors.New("needs a restart")
+	// ErrDeviceLost: Run stopped because a network's TAP was deleted from
+	// outside; a restart creates it again.
+	ErrDeviceLost = errors.New("network device lost")
 )
 
 // Check is the outcome of one host check of `mflow check`.
@@ -75,6 +81,30 @@ func (d *Daemon) Run(ctx context.Context) error { return d.d.run(ctx) }
 // called. Run does this itself.
 func (d *Daemon) Close() { d.d.teardown() }
 
+// Reload applies the difference between the running configuration and cfg
+// where it can change without rebinding anything: a network's peers (the
+// VTEPs accepted from and flooded to; FDB entries learned behind a removed
+// peer are no longer used, its stations are flooded to the remaining
+// peers). Networks whose settings did not change are not touched. It
+// returns the paths of the fields it changed (config.Changes), none when
+// cfg equals the running configuration. If cfg changes anything else, it
+// applies nothing and returns an error wrapping ErrNotReloadable that names
+// those fields; an invalid cfg is an error wrapping ErrConfig. Either way
+// the running configuration stays as it was. Reload is safe for concurrent
+// use with Run and Snapshot; after Run has returned it fails.
+func (d *Daemon) Reload(cfg *config.Config) ([]string, error) { return d.d.reload(cfg) }
+
+// Live returns nil while the daemon has not shut down (the answer of
+// /healthz).
+func (d *Daemon) Live() error { return d.d.alive() }
+
+// Ready returns nil when the daemon serves everything it was configured
+// for: Run is running, every AF_XDP socket is bound, the XDP program is
+// attached to the uplink and every network's device exists and is up;
+// otherwise an error naming what is not (the answer of /readyz). It
+// queries the kernel (netlink) and is safe for concurrent use.
+func (d *Daemon) Ready() error { return d.d.ready() }
+
 // XDPMode returns the mode the XDP program was attached in.
 func (d *Daemon) XDPMode() bpf.Mode { return d.d.xdpMode }
 
@@ -104,12 +134,13 @@ func (d *Daemon) XDPCounters() (bpf.Counters, error) { return d.d.xdpCounters() 
 func (d *Daemon) Snapshot() metrics.Snapshot { return d.d.snapshot() }
 
 // CheckHost verifies that this host can run cfg: capabilities, memlock,
-// AF_XDP and TUN support, the uplink (present, MTU, queues), that the XDP
-// program loads, and that the configured XDP mode attaches. It changes
-// nothing lasting: the attach test detaches at once (the program passes
-// everything that is not VxLAN for our VTEP, and nothing is bound to
-// receive VxLAN, so that passes too). Run it in the namespace the daemon
-// will serve.
+// AF_XDP and TUN support, the uplink (present, MTU, queues), no kernel
+// VxLAN device up on the VTEP's port, the networks' bridges and veths, that
+// the XDP program loads, and what is attached to the uplink (nothing,
+// mflow's program, or another program, which fails). It changes nothing:
+// it attaches no program and binds no socket, so it also runs next to a
+// live daemon (whose attached program it reports), as a health check. Run
+// it in the namespace the daemon will serve.
 func CheckHost(cfg *config.Config) []Check { return checkHost(cfg) }
 
 // InNamedNetns returns an Options.Enter function that runs its argument on

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"mflow/bpf"
 	"mflow/config"
@@ -61,8 +62,12 @@ type daemon struct {
 	started   time.Time
 	devsOnce  sync.Once
 	stopping  atomic.Bool      // the transmit loops are to end
+	serving   atomic.Bool      // Run started every engine and loop and is not stopping
 	down      atomic.Bool      // set once teardown released the sockets
 	final     metrics.Snapshot // the last snapshot, taken before teardown
+
+	reloadMu sync.Mutex     // serialises reloads against each other and teardown
+	live     *config.Config // the configuration in force (cfg, or the last reload)
 }
 
 // newDaemon is New on Linux.
@@ -70,7 +75,7 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	d = &daemon{cfg: cfg, log: o.Logger, enter: o.Enter, byVNI: map[uint32]*network{}}
+	d = &daemon{cfg: cfg, live: cfg, log: o.Logger, enter: o.Enter, byVNI: map[uint32]*network{}}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -95,6 +100,8 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 	d.vtep = cfg.VTEP.Addr().As4()
 	for i, n := range cfg.Networks {
 		nw := newNetwork(n.VNI24(), i, n.Device.Name, n.PeerAddrs())
+		nw.setStatic(staticEntries(n))
+		nw.bridge = n.Device.Bridge
 		d.nets = append(d.nets, nw)
 		d.byVNI[nw.vni] = nw
 	}
@@ -104,7 +111,7 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 			d = nil
 		}
 	}()
-	err = d.enter(func() error { return d.setup(o) })
+	err = d.enter(func() error { return explainSetup(d.setup(o)) })
 	if err != nil {
 		return d, err
 	}
@@ -155,7 +162,8 @@ func (d *daemon) setup(o Options) error {
 	if err := cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: nq, NumCPU: runtime.NumCPU()}); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if cfg.Uplink.Queues.All || len(cfg.Uplink.Queues.List) == 0 {
+	all := cfg.Uplink.Queues.All || len(cfg.Uplink.Queues.List) == 0
+	if all {
 		for q := 0; q < nq; q++ {
 			d.queues = append(d.queues, q)
 		}
@@ -177,7 +185,21 @@ func (d *daemon) setup(o Options) error {
 	}
 	for _, q := range d.queues {
 		s, err := xsk.Open(d.uplinkIndex, q, xsk.Options{NumFrames: o.Frames})
+		if err != nil && all && q > 0 && errors.Is(err, unix.EINVAL) {
+			// A device may allocate more receive queues than it uses
+			// (a veth made by iproute2 allocates one per possible
+			// CPU and uses one), and netlink reports only the
+			// allocated count; the kernel refuses to bind a queue
+			// beyond the ones in use with EINVAL. Serve those.
+			d.log.Info("uplink uses fewer receive queues than it allocates: serving the ones in use",
+				"interface", d.uplinkName, "allocated", nq, "in_use", q)
+			d.queues = d.queues[:q]
+			break
+		}
 		if err != nil {
+			if errors.Is(err, unix.EINVAL) {
+				err = fmt.Errorf("%w (is queue %d in use by the device? `ethtool -l %s` shows the counts)", err, q, d.uplinkName)
+			}
 			return fmt.Errorf("%w: open AF_XDP socket on %s queue %d: %w", ErrSetup, d.uplinkName, q, err)
 		}
 		d.socks = append(d.socks, s)
@@ -326,6 +348,16 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	refresh := time.NewTicker(10 * time.Second)
 	defer refresh.Stop()
+	links, stopWatch, err := d.watchLinks()
+	if err != nil {
+		d.log.Warn("devices are checked every 10 s only", "err", err)
+	}
+	defer func() {
+		if stopWatch != nil {
+			stopWatch()
+		}
+	}()
+	d.serving.Store(true)
 	d.log.Info("mflow running", "policy", d.policy.String(), "workers", cfg.Steering.Workers, "spin", cfg.Steering.Spin().String(), "inline", cfg.Steering.InlineFrames(),
 		"batch", cfg.Steering.Batch, "queues", fmt.Sprint(d.queues))
 
@@ -338,11 +370,41 @@ loop:
 		case err := <-errs:
 			runErr = err
 			break loop
+		case _, ok := <-links:
+			if !ok {
+				links = nil // subscribed again at the next tick
+				continue
+			}
+			for drained := false; !drained; { // one check for a burst
+				select {
+				case _, ok := <-links:
+					if !ok {
+						links, drained = nil, true
+					}
+				default:
+					drained = true
+				}
+			}
+			if err := d.checkDevices(); err != nil {
+				runErr = err
+				break loop
+			}
 		case <-refresh.C:
 			d.neigh.refresh()
 			d.fdb.Expire(coarseClock() - 300)
+			if links == nil {
+				if stopWatch != nil {
+					stopWatch()
+				}
+				links, stopWatch, _ = d.watchLinks()
+			}
+			if err := d.checkDevices(); err != nil {
+				runErr = err
+				break loop
+			}
 		}
 	}
+	d.serving.Store(false)
 	d.log.Info("stopping: detaching XDP, draining")
 	// 1. Stop receiving: frames already in the rx rings are still drained.
 	if d.att != nil {
@@ -403,10 +465,12 @@ func (d *daemon) teardown() {
 		d.prog.Close()
 		d.prog = nil
 	}
+	d.reloadMu.Lock()
 	if d.neigh != nil {
 		d.neigh.close()
 		d.neigh = nil
 	}
+	d.reloadMu.Unlock()
 	for _, p := range d.pools {
 		p.close()
 	}

@@ -22,6 +22,12 @@ func (d *daemon) run(context.Context) error { return errUnsupported }
 
 func (d *daemon) teardown() {}
 
+func (d *daemon) alive() error { return errUnsupported }
+
+func (d *daemon) ready() error { return errUnsupported }
+
+func (d *daemon) reload(*config.Config) ([]string, error) { return nil, errUnsupported }
+
 func (d *daemon) snapshot() metrics.Snapshot { return metrics.Snapshot{} }
 
 func (d *daemon) xdpCounters() (bpf.Counters, error) { return bpf.Counters{}, errUnsupported }

@@ -50,10 +50,23 @@ func startDaemon(t *testing.T, cfg *config.Config) *running { return startDaemon
 // testbed before the daemon starts.
 func startDaemonWith(t *testing.T, cfg *config.Config, prepare func(*testbed.Topology) error) *running {
 	t.Helper()
+	return startDaemonOn(t, cfg, testbed.Options{Prefix: "mft"}, prepare)
+}
+
+// startDaemonOn is startDaemonWith on a testbed built with o.
+func startDaemonOn(t *testing.T, cfg *config.Config, o testbed.Options, prepare func(*testbed.Topology) error) *running {
+	t.Helper()
+	return startDaemonOpts(t, cfg, o, Options{}, prepare)
+}
+
+// startDaemonOpts is startDaemonOn with the daemon's Options (Enter and
+// Logger are set here).
+func startDaemonOpts(t *testing.T, cfg *config.Config, o testbed.Options, do Options, prepare func(*testbed.Topology) error) *running {
+	t.Helper()
 	testbedtest.RequirePrivileges(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mft"})
+	topo, err := testbed.Build(ctx, o)
 	if err != nil {
 		t.Fatalf("build testbed: %v", err)
 	}
@@ -65,7 +78,8 @@ func startDaemonWith(t *testing.T, cfg *config.Config, prepare func(*testbed.Top
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	baseline := runtime.NumGoroutine()
-	d, err := New(cfg, Options{Enter: topo.Host.Do, Logger: log})
+	do.Enter, do.Logger = topo.Host.Do, log
+	d, err := New(cfg, do)
 	if err != nil {
 		t.Fatalf("start daemon: %v", err)
 	}

@@ -105,7 +105,9 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 			pkt := bufs[k][:size]
 			dst := vxlan.Ethernet(pkt[vxlan.Overhead:]).Dst()
 			if dst[0]&1 == 0 {
-				if vtep, ok := d.fdb.Lookup(n.vni, dst); ok {
+				// Static entries first; an entry learned behind a
+				// peer that a reload removed is not used.
+				if vtep, ok := n.lookup(&d.fdb, dst); ok {
 					if d.encapTo(&enc, pkt, n.vni, vtep) {
 						out = append(out, xsk.Desc{Addr: descs[k].Addr, Len: uint32(size)})
 						queued[k] = true

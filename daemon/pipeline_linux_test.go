@@ -85,7 +85,7 @@ func (f *fakeDevice) frames() [][]byte {
 // testDaemon is a Daemon with networks 42 and 43 (peer testPeer) on fake
 // devices, wired as Run wires one queue's engine.
 func testDaemon() (*daemon, []*fakeDevice) {
-	d := &daemon{}
+	d := &daemon{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	devs := []*fakeDevice{{name: "mflow42"}, {name: "mflow43"}}
 	byVNI := map[uint32]*network{}
 	for i, vni := range []uint32{42, 43} {
@@ -341,8 +341,11 @@ func TestEncapWithFakes(t *testing.T) {
 		uplinkMAC: [6]byte{2, 0, 0, 0, 0, 1}}
 	peerB, peerC, peerD := [4]byte{192, 0, 2, 2}, [4]byte{192, 0, 2, 3}, [4]byte{192, 0, 2, 4}
 	d.hops = &fakeHops{macs: map[[4]byte][6]byte{peerB: {2, 0, 0, 0, 0, 0xb}, peerC: {2, 0, 0, 0, 0, 0xc}}, wanted: map[[4]byte]int{}}
-	d.nets = []*network{newNetwork(42, 0, "mflow42", []netip.Addr{netip.AddrFrom4(peerB), netip.AddrFrom4(peerC)})}
-	d.fdb.SetFlood(42, d.nets[0].flood)
+	// peerD is a peer (the encap loop sends only to peers) whose next hop
+	// is not resolved; it is left out of the flood list, so that only the
+	// unicast frame to it meets the missing neighbour.
+	d.nets = []*network{newNetwork(42, 0, "mflow42", []netip.Addr{netip.AddrFrom4(peerB), netip.AddrFrom4(peerC), netip.AddrFrom4(peerD)})}
+	d.fdb.SetFlood(42, d.nets[0].flood[:2])
 	known, far := [6]byte{2, 0xa, 0, 0, 0, 1}, [6]byte{2, 0xa, 0, 0, 0, 2}
 	d.fdb.Learn(42, known, peerC, 1)
 	d.fdb.Learn(42, far, peerD, 1) // a VTEP whose next hop is not resolved

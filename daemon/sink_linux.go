@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"time"
+
 	"mflow/batch"
 	"mflow/tap"
 )
@@ -27,7 +29,10 @@ func newDeviceSink(d *daemon, n int) *deviceSink {
 // of a flow into super-frames, since a TAP write costs microseconds; a
 // veth transmits them). Each frame goes out with room for the TAP's virtio
 // header in the bytes just before the inner frame (the outer headers, no
-// longer needed), so it is not copied here.
+// longer needed), so it is not copied here. It returns no error: a device
+// whose write fails loses only its own frames (counted per network, see
+// network.lost), not the batch's frames for the other devices, which the
+// engine would otherwise count as sink errors.
 func (s *deviceSink) Write(b *batch.Batch) error {
 	for i := range s.bufs {
 		s.bufs[i] = s.bufs[i][:0]
@@ -36,19 +41,28 @@ func (s *deviceSink) Write(b *batch.Batch) error {
 		n, off := b.Net[i], int(b.Offset[i])
 		s.bufs[n] = append(s.bufs[n], b.Frames[i][off-tap.VirtioNetHdrLen:off+len(b.Out[i])])
 	}
-	var err error
 	for i, frames := range s.bufs {
 		if len(frames) == 0 {
 			continue
 		}
 		s.d.devMu[i].Lock()
 		// Frames the kernel refuses one by one are counted by the device
-		// (WriteErrors); an error here means the device is gone.
-		if _, werr := s.d.devs[i].WriteFrames(frames, tap.VirtioNetHdrLen); werr != nil && err == nil {
-			err = werr
-		}
+		// (WriteErrors); an error here means the device failed as a whole
+		// (it is gone). Only that network's frames are lost: they are
+		// counted as its write errors, and the batch still counts as
+		// written, since the other networks' frames were.
+		n, werr := s.d.devs[i].WriteFrames(frames, tap.VirtioNetHdrLen)
 		s.d.devMu[i].Unlock()
+		if werr != nil {
+			nw := s.d.nets[i]
+			nw.lost.Add(uint64(len(frames) - min(n, len(frames))))
+			if now := time.Now().UnixNano(); now-nw.warned.Load() > int64(10*time.Second) {
+				nw.warned.Store(now)
+				s.d.log.Warn("device write failed: its frames are dropped", "device", nw.device, "vni", nw.vni,
+					"reason", s.d.devs[i].WriteErrorReason(), "err", werr)
+			}
+		}
 		clear(frames)
 	}
-	return err
+	return nil
 }

@@ -25,6 +25,7 @@ func (d *daemon) snapshot() metrics.Snapshot {
 	for _, e := range engines {
 		st := e.Stats()
 		s.Decap.Received.Packets += st.Received
+		s.Decap.Received.Bytes += st.ReceivedBytes
 		s.Decap.Delivered.Packets += st.Delivered
 		s.Decap.Delivered.Bytes += st.DeliveredBytes
 		s.Decap.InFlight += st.InFlight
@@ -54,15 +55,16 @@ func (d *daemon) snapshot() metrics.Snapshot {
 	}
 	var tapDrops [tap.NumReasons]uint64
 	writeErrors := map[string]uint64{"tap_write_error": 0, "veth_tx_error": 0}
-	var read uint64
+	var read, readBytes uint64
 	for i, t := range d.devs {
 		ts := t.Stats()
 		for r, n := range ts.Drops {
 			tapDrops[r] += n
 		}
 		kernelDrops := t.KernelDrops()
-		writeErrors[t.WriteErrorReason()] += ts.WriteErrors
+		writeErrors[t.WriteErrorReason()] += ts.WriteErrors + d.nets[i].lost.Load()
 		read += ts.Frames
+		readBytes += ts.FrameBytes
 		s.Networks = append(s.Networks, metrics.Network{
 			VNI: d.nets[i].vni, Device: t.Name(),
 			Delivered:   metrics.Counter{Packets: ts.WritePackets, Bytes: ts.WriteBytes},
@@ -81,7 +83,7 @@ func (d *daemon) snapshot() metrics.Snapshot {
 		dropped += tapDrops[r]
 		read += tapDrops[r]
 	}
-	s.Encap.Received.Packets = read
+	s.Encap.Received = metrics.Counter{Packets: read, Bytes: readBytes}
 	s.Encap.Delivered = metrics.Counter{Packets: delivered, Bytes: deliveredBytes}
 	s.Encap.InFlight = read - delivered - dropped
 

@@ -262,7 +262,8 @@ func (d *daemon) encapLoopSocket(i int, p *sockPool) {
 			sock, tos := p.pick(inner), outerTOS(inner)
 			dst := vxlan.Ethernet(inner).Dst()
 			if dst[0]&1 == 0 {
-				if vtep, ok := d.fdb.Lookup(n.vni, dst); ok {
+				// Static entries first; not behind a removed peer.
+				if vtep, ok := n.lookup(&d.fdb, dst); ok {
 					add(sock, vtep, tos, dg)
 					continue
 				}

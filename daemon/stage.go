@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/netip"
+	"sync/atomic"
 
 	"mflow/batch"
 	"mflow/vxlan"
@@ -10,23 +11,78 @@ import (
 // network is one configured VNI as the hot path sees it.
 type network struct {
 	vni    uint32
-	index  int              // position in the daemon's network list
-	device string           // the network's device name
-	peers  map[[4]byte]bool // remote VTEPs allowed to send to this VNI
-	flood  [][4]byte        // remote VTEPs that get broadcast and unknown unicast
+	index  int    // position in the daemon's network list
+	device string // the network's device name
+	// peers are the remote VTEPs allowed to send to this VNI; a reload
+	// replaces the set as a whole (setPeers), the workers read it
+	// without a lock.
+	peers atomic.Pointer[map[[4]byte]bool]
+	// flood lists the same VTEPs in the configured order (they get
+	// broadcast and unknown unicast, through the FDB's flood list);
+	// written by setPeers only, which the daemon serialises.
+	flood [][4]byte
+	// lost counts decapsulated frames the device did not take because
+	// its write failed as a whole (the device is gone); the snapshot
+	// counts them as dropped under the device's write error reason.
+	lost atomic.Uint64
+	// warned is when (Unix nanoseconds) such a failure was last logged.
+	warned atomic.Int64
+	// bridge is the TAP's bridge in force ("" for none), and bridgeGone
+	// is set while it is missing (logged once); both are read and
+	// written under the daemon's reloadMu.
+	bridge     string
+	bridgeGone bool
+	// static are the configured FDB entries (inner MAC → VTEP), which win
+	// over learned ones; a reload replaces the map as a whole.
+	static atomic.Pointer[map[[6]byte][4]byte]
 }
 
 func newNetwork(vni uint32, index int, dev string, peers []netip.Addr) *network {
-	n := &network{vni: vni, index: index, peers: make(map[[4]byte]bool, len(peers)), device: dev}
-	for _, p := range peers {
-		a := p.Unmap().As4()
-		if !n.peers[a] {
-			n.peers[a] = true
-			n.flood = append(n.flood, a)
-		}
-	}
+	n := &network{vni: vni, index: index, device: dev}
+	n.setPeers(peers)
+	n.setStatic(nil)
 	return n
 }
+
+// setStatic replaces the network's static FDB entries.
+func (n *network) setStatic(m map[[6]byte][4]byte) {
+	if m == nil {
+		m = map[[6]byte][4]byte{}
+	}
+	n.static.Store(&m)
+}
+
+// lookup returns the VTEP a unicast frame to dst goes to: a static entry,
+// else a learned one whose VTEP is still a peer (after a reload removed
+// a peer, the stations learned behind it are flooded again).
+func (n *network) lookup(fdb *vxlan.FDB, dst [6]byte) ([4]byte, bool) {
+	if st := *n.static.Load(); len(st) > 0 {
+		if v, ok := st[dst]; ok {
+			return v, true
+		}
+	}
+	v, ok := fdb.Lookup(n.vni, dst)
+	return v, ok && n.allowed(v)
+}
+
+// setPeers replaces the network's peers and returns the new flood list.
+func (n *network) setPeers(peers []netip.Addr) [][4]byte {
+	set := make(map[[4]byte]bool, len(peers))
+	var flood [][4]byte
+	for _, p := range peers {
+		a := p.Unmap().As4()
+		if !set[a] {
+			set[a] = true
+			flood = append(flood, a)
+		}
+	}
+	n.peers.Store(&set)
+	n.flood = flood
+	return flood
+}
+
+// allowed reports whether vtep is one of the network's peers.
+func (n *network) allowed(vtep [4]byte) bool { return (*n.peers.Load())[vtep] }
 
 // networkStage decapsulates, checks that the VNI is configured and that the
 // sender is one of its peers, and learns the inner source MAC's VTEP. For a
@@ -57,7 +113,7 @@ func (s *networkStage) Process(b *batch.Batch) {
 			switch {
 			case n == nil:
 				r = vxlan.DropUnknownVNI
-			case !n.peers[src]:
+			case !n.allowed(src):
 				r = vxlan.DropPeer
 			default:
 				s.fdb.Learn(vni, vxlan.Ethernet(inner).Src(), src, now)

@@ -34,8 +34,9 @@ func (r DropReason) String() string {
 // Stats is a snapshot of an engine's counters. Conservation holds in every
 // snapshot: Received == Delivered + DroppedTotal() + InFlight.
 type Stats struct {
-	// Received counts frames read from the source.
-	Received uint64
+	// Received counts frames read from the source, ReceivedBytes their
+	// bytes (as read, e.g. the outer frames).
+	Received, ReceivedBytes uint64
 	// Delivered counts frames the sink accepted, DeliveredBytes their
 	// bytes (Out, e.g. the inner frames).
 	Delivered, DeliveredBytes uint64
@@ -92,6 +93,7 @@ func (e *Engine) Stats() Stats {
 	s.Batches = e.disp.Dispatched()
 	s.InlineBatches = e.inline.Load()
 	s.Received = e.disp.Received()
+	s.ReceivedBytes = e.disp.ReceivedBytes()
 	s.InFlight = s.Received - s.Delivered - s.DroppedTotal()
 	return s
 }

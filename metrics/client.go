@@ -121,7 +121,11 @@ func (f Families) Snapshot() Snapshot {
 		}
 	})
 	f.each(NameDropped, func(m *dto.Metric) {
-		s.Drops = append(s.Drops, Drop{Direction: label(m, "direction"), Reason: label(m, "reason"), Packets: value(m)})
+		// The kernel's drops are rebuilt from the XSK events and the
+		// networks' kernel drops (Snapshot.KernelDrops).
+		if r := label(m, "reason"); !IsKernelDrop(r) {
+			s.Drops = append(s.Drops, Drop{Direction: label(m, "direction"), Reason: r, Packets: value(m)})
+		}
 	})
 	sortDrops(s.Drops)
 	f.each(NameWorkerPackets, func(m *dto.Metric) {
@@ -280,12 +284,15 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 	section(rows)
 
 	rows = nil
-	if len(s.Drops) > 0 {
+	if len(s.Drops) > 0 || len(s.XSK) > 0 || len(s.Networks) > 0 {
 		rows = [][]string{{"direction", "drop reason", "packets"}}
 		ds := slices.Clone(s.Drops)
 		sortDrops(ds)
 		for _, d := range ds {
 			rows = append(rows, []string{d.Direction, d.Reason, u64(d.Packets)})
+		}
+		for _, d := range s.KernelDrops() {
+			rows = append(rows, []string{d.Direction, d.Reason + " (kernel, before mflow)", u64(d.Packets)})
 		}
 	}
 	section(rows)

@@ -70,7 +70,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameTransmittedPackets, "Encapsulated frames handed to the uplink's AF_XDP tx rings (encap output).", nil},
 		{NameTransmittedBytes, "Bytes of the encapsulated frames transmitted (outer frames).", nil},
 		{NameInFlight, "Packets inside the stages at the scrape; received = delivered + dropped + in flight per direction.", []string{"direction"}},
-		{NameDropped, "Packets dropped, by direction (decap, encap) and reason.", []string{"direction", "reason"}},
+		{NameDropped, "Packets dropped, by direction (decap, encap) and reason; reasons xsk_rx_dropped, xsk_rx_ring_full and device_kernel_dropped are the kernel's drops before mflow received the frames (not part of conservation).", []string{"direction", "reason"}},
 		{NameWorkerPackets, "Packets processed per worker.", []string{"worker"}},
 		{NameMicroflows, "Micro-flows (batches) dispatched to workers, empty ones included.", nil},
 		{NameInlineBatches, "Batches of those processed on the receiving goroutine, no hand-off, nothing being in flight (steering.inline).", nil},
@@ -119,7 +119,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	// Merge duplicate labels rather than fail the scrape (Check reports them).
 	drops := map[[2]string]uint64{}
 	order := [][2]string{}
-	for _, d := range s.Drops {
+	for _, d := range append(s.Drops, s.KernelDrops()...) {
 		k := [2]string{d.Direction, d.Reason}
 		if _, ok := drops[k]; !ok {
 			order = append(order, k)

@@ -20,11 +20,24 @@ type Server struct {
 	done chan error
 }
 
+// Probes are the health endpoints' answers: GET /healthz calls Live and
+// GET /readyz calls Ready; nil or a nil error answers 200 "ok", an error
+// answers 503 with the error's text. They run on the scraping goroutine
+// and must be safe for concurrent use.
+type Probes struct {
+	Live, Ready func() error
+}
+
 // Listen binds addr (ip:port; port 0 picks a free one) now, so that a busy
 // or forbidden address is an error at startup, and serves g's metrics on
 // /metrics in a goroutine until Shutdown. "/" answers with a pointer to
-// /metrics, for humans.
+// /metrics, for humans; /healthz and /readyz always answer 200.
 func Listen(addr string, g prometheus.Gatherer) (*Server, error) {
+	return ListenProbes(addr, g, Probes{})
+}
+
+// ListenProbes is Listen with /healthz and /readyz answered by p.
+func ListenProbes(addr string, g prometheus.Gatherer, p Probes) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for metrics: %w", err)
@@ -37,8 +50,10 @@ func Listen(addr string, g prometheus.Gatherer) (*Server, error) {
 	}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "mflow: metrics at /metrics")
+		fmt.Fprintln(w, "mflow: metrics at /metrics, health at /healthz and /readyz")
 	})
+	mux.HandleFunc("GET /healthz", probe(p.Live))
+	mux.HandleFunc("GET /readyz", probe(p.Ready))
 	s := &Server{
 		srv: &http.Server{
 			Handler:           mux,
@@ -77,4 +92,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("serving metrics: %w", err)
 	}
 	return nil
+}
+
+// probe answers a health endpoint from fn.
+func probe(fn func() error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if fn != nil {
+			if err := fn(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintln(w, err)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	}
 }

@@ -139,7 +139,49 @@ type Snapshot struct {
 	XDPMode   string
 }
 
-// Dropped returns the sum of the drops of direction dir.
+// Drop reasons of frames the kernel dropped before mflow took them
+// (KernelDrops). They are exported under mflow_dropped_packets_total like
+// mflow's own reasons, but are not part of the conservation property: the
+// frames were never received.
+const (
+	// ReasonXSKRxDropped: frames redirected to an uplink AF_XDP socket that
+	// the kernel dropped for want of a fill frame or because they do not
+	// fit one (XDP_STATISTICS rx_dropped).
+	ReasonXSKRxDropped = "xsk_rx_dropped"
+	// ReasonXSKRxRingFull: frames dropped because an uplink socket's rx
+	// ring was full (rx_ring_full): mflow does not keep up.
+	ReasonXSKRxRingFull = "xsk_rx_ring_full"
+	// ReasonDeviceKernel: frames from the containers that the kernel
+	// dropped in a network device's queue to mflow (Network.KernelDrops).
+	ReasonDeviceKernel = "device_kernel_dropped"
+)
+
+// IsKernelDrop reports whether reason is one of KernelDrops' reasons.
+func IsKernelDrop(reason string) bool {
+	return reason == ReasonXSKRxDropped || reason == ReasonXSKRxRingFull || reason == ReasonDeviceKernel
+}
+
+// KernelDrops returns the drops the kernel counted before mflow received
+// the frames, summed from XSK (decap: ReasonXSKRxDropped,
+// ReasonXSKRxRingFull) and Networks (encap: ReasonDeviceKernel).
+func (s *Snapshot) KernelDrops() []Drop {
+	var rxDropped, rxFull, dev uint64
+	for _, x := range s.XSK {
+		rxDropped += x.RxDropped
+		rxFull += x.RxRingFull
+	}
+	for _, n := range s.Networks {
+		dev += n.KernelDrops
+	}
+	return []Drop{
+		{Direction: Decap, Reason: ReasonXSKRxDropped, Packets: rxDropped},
+		{Direction: Decap, Reason: ReasonXSKRxRingFull, Packets: rxFull},
+		{Direction: Encap, Reason: ReasonDeviceKernel, Packets: dev},
+	}
+}
+
+// Dropped returns the sum of the drops of direction dir (Drops, not
+// KernelDrops).
 func (s *Snapshot) Dropped(dir string) uint64 {
 	var n uint64
 	for _, d := range s.Drops {

@@ -132,6 +132,7 @@ type Dispatcher struct {
 	seq      uint64        // next sequence number; Run's goroutine only
 	batches  atomic.Uint64 // batches dispatched
 	received atomic.Uint64 // frames read
+	rxBytes  atomic.Uint64 // their bytes
 }
 
 // Dispatched returns the number of batches (micro-flows) dispatched so far.
@@ -139,6 +140,21 @@ func (d *Dispatcher) Dispatched() uint64 { return d.batches.Load() }
 
 // Received returns the number of frames read from the source so far.
 func (d *Dispatcher) Received() uint64 { return d.received.Load() }
+
+// ReceivedBytes returns the bytes of the frames read so far. It is counted
+// after Received, so a concurrent reader may see a frame counted but not
+// yet its bytes.
+func (d *Dispatcher) ReceivedBytes() uint64 { return d.rxBytes.Load() }
+
+// countRead counts frames read from the source.
+func (d *Dispatcher) countRead(frames [][]byte) {
+	var n uint64
+	for _, f := range frames {
+		n += uint64(len(f))
+	}
+	d.received.Add(uint64(len(frames)))
+	d.rxBytes.Add(n)
+}
 
 // Run reads and dispatches until ctx is done or the source fails or ends.
 // Every frame read is dispatched before Run returns; Run never holds a
@@ -189,7 +205,7 @@ func (d *Dispatcher) runBatches(ctx context.Context, n int) error {
 			}
 			continue
 		}
-		d.received.Add(uint64(k))
+		d.countRead(b.Frames[:k])
 		w := next
 		if d.Load != nil && n > 1 {
 			w = d.leastLoaded(n, next)
@@ -232,7 +248,7 @@ func (d *Dispatcher) runFlow(ctx context.Context, n int) error {
 	pend := make([]*batch.Batch, n)
 	for ctx.Err() == nil {
 		k, err := d.Source.Read(ctx, scratch, handles)
-		d.received.Add(uint64(k))
+		d.countRead(scratch[:k])
 		for i, f := range scratch[:k] {
 			w := int(uint64(hash(f)) * uint64(n) >> 32)
 			b := pend[w]

@@ -92,6 +92,9 @@ func (t *Topology) createNamespaces() error {
 
 func (t *Topology) wire() error {
 	q := t.Options.WireQueues
+	if t.Options.WireDefaultQueues {
+		q = 0 // no IFLA_NUM_{RX,TX}_QUEUES: the kernel's defaults
+	}
 	if err := Veth(t.Peer, PeerWire, t.Host, HostUplink, VethOpts{MTU: WireMTU, RxQueues: q, TxQueues: q, NoOffloads: true}); err != nil {
 		return err
 	}

@@ -48,6 +48,11 @@ type Options struct {
 	// WireQueues is the number of rx and tx queues of both wire ends (one
 	// AF_XDP socket per queue); 0 means 1.
 	WireQueues int
+	// WireDefaultQueues creates the wire as `ip link add … type veth` does,
+	// without queue counts (WireQueues is ignored): the kernel then
+	// allocates one rx and one tx queue per possible CPU but uses only one
+	// of each, so a netlink query reports more rx queues than can be bound.
+	WireDefaultQueues bool
 	// KeepIPv6 leaves IPv6 on in the namespaces; by default it is turned off
 	// so that no neighbour discovery or MLD traffic disturbs packet counts.
 	KeepIPv6 bool

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 
-	"mflow/config"
 	"mflow/daemon"
 )
 
@@ -15,7 +14,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "mflow check: %v\n", err)
 		return exitUsage

@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"mflow/bench/harness"
+	"mflow/config"
 )
 
 // Exit codes.
@@ -32,7 +33,7 @@ const (
 const usage = `usage: mflow <command> [flags]
 
 commands:
-  run   -config FILE   run the dataplane in the foreground until SIGINT/SIGTERM
+  run   -config FILE   run the dataplane in the foreground until SIGINT/SIGTERM; SIGHUP reloads peers and fdb
   check -config FILE   validate the config and the host, print the effective config
   stats [-addr ADDR]   print the counters of a running daemon as a table
   demo                 build a testbed in namespaces and compare mflow with kernel VxLAN
@@ -114,4 +115,13 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// loadConfig loads the configuration file after checking that nobody but
+// root or mflow's own user can change it (config.CheckAccess).
+func loadConfig(path string) (*config.Config, error) {
+	if err := config.CheckAccess(path); err != nil {
+		return nil, err
+	}
+	return config.Load(path)
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"mflow/bench/harness"
 	"mflow/bench/testbed"
 	"mflow/bench/testbed/testbedtest"
@@ -28,6 +30,14 @@ import (
 func TestMain(m *testing.M) {
 	harness.RunDaemonChild()
 	if args := os.Getenv("MFLOW_TEST_MAIN"); args != "" {
+		if v := os.Getenv("MFLOW_TEST_MEMLOCK"); v != "" {
+			// Both limits, as an unprivileged service's would be.
+			n, _ := strconv.ParseUint(v, 10, 64)
+			if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: n, Max: n}); err != nil {
+				fmt.Fprintln(os.Stderr, "setrlimit:", err)
+				os.Exit(99)
+			}
+		}
 		os.Exit(run(strings.Fields(args), os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"time"
 
 	"mflow/config"
@@ -39,14 +41,45 @@ func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (stop 
 	if !cfg.Metrics.Enabled() {
 		return func() {}, nil
 	}
-	srv, err := metrics.Listen(cfg.Metrics.Listen, metrics.NewRegistry(d.Snapshot))
+	srv, err := metrics.ListenProbes(cfg.Metrics.Listen, metrics.NewRegistry(d.Snapshot), metrics.Probes{Live: d.Live, Ready: d.Ready})
 	if err != nil {
 		return nil, err
 	}
 	log.Info("metrics endpoint", "url", srv.URL())
+	if w := metricsExposure(cfg.Metrics.Listen); w != "" {
+		log.Warn(w, "listen", cfg.Metrics.Listen)
+	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	}, nil
+}
+
+// metricsExposure returns a warning when the metrics endpoint, which has no
+// authentication, is reachable from beyond this host: bound to every
+// address, or to one that is not a loopback address. It returns "" for a
+// loopback address.
+func metricsExposure(listen string) string {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return ""
+	}
+	if host == "" {
+		return "metrics endpoint listens on every address of the host and has no authentication: set metrics.listen to 127.0.0.1 or to a management address behind a firewall"
+	}
+	ip, err := netip.ParseAddr(host)
+	if host == "localhost" {
+		return ""
+	}
+	if err != nil {
+		return "metrics endpoint listens on " + host + ", which may be reachable from other hosts, and has no authentication: firewall it or use a loopback address"
+	}
+	switch {
+	case ip.IsUnspecified():
+		return "metrics endpoint listens on every address of the host and has no authentication: set metrics.listen to 127.0.0.1 or to a management address behind a firewall"
+	case !ip.IsLoopback():
+		return "metrics endpoint is reachable from other hosts and has no authentication: firewall it, or use a loopback address"
+	}
+	return ""
 }

@@ -1,5 +1,6 @@
 // Package ethtool runs the legacy one-value ethtool commands
-// (ETHTOOL_[GS]{TSO,GSO,GRO,TXCSUM}) through the SIOCETHTOOL ioctl, which
+// (ETHTOOL_[GS]{TSO,GSO,GRO,TXCSUM}), and reads the channel counts
+// (ETHTOOL_GCHANNELS), through the SIOCETHTOOL ioctl, which
 // every kernel still maps onto the feature bits, without the string-set
 // dance of ETHTOOL_SFEATURES or the ethtool netlink family. The daemon
 // uses it on a veth peer, the testbed on its links. Linux only.
@@ -89,4 +90,32 @@ func Set(name string, cmd uint32, on bool) error {
 	}
 	defer s.Close()
 	return s.Set(name, cmd, on)
+}
+
+// channels is struct ethtool_channels from linux/ethtool.h.
+type channels struct {
+	cmd                                      uint32
+	maxRx, maxTx, maxOther, maxCombined      uint32
+	rxCount, txCount, otherCount, comboCount uint32
+}
+
+// RxQueues returns the number of receive queues link name uses, as its
+// driver reports its channels (ETHTOOL_GCHANNELS: receive-only plus
+// combined channels), which can be fewer than the queues the device
+// allocated (netlink's count). It fails when the driver does not report
+// channels (EOPNOTSUPP).
+func (s *Socket) RxQueues(name string) (int, error) {
+	if len(name) >= unix.IFNAMSIZ {
+		return 0, fmt.Errorf("ethtool %s: name too long", name)
+	}
+	c := &channels{cmd: unix.ETHTOOL_GCHANNELS}
+	var ifr ifreqData
+	copy(ifr.name[:], name)
+	ifr.data = unsafe.Pointer(c)
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(s.fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
+	runtime.KeepAlive(c)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(c.rxCount + c.comboCount), nil
 }
