@@ -99,6 +99,12 @@ type VTEP struct {
 	// ReservedBits says what to do with a VxLAN header whose reserved bits
 	// are set: "ignore" (RFC 7348: receivers ignore them) or "drop".
 	ReservedBits ReservedPolicy `yaml:"reserved_bits"`
+	// PartialChecksum says what to do with a frame whose outer UDP
+	// checksum field holds only the pseudo-header sum (a sender's
+	// transmit checksum offload that nothing on a virtual wire
+	// completed): "accept" (default, as the kernel does; counted) or
+	// "drop" (counted as a drop).
+	PartialChecksum PartialPolicy `yaml:"partial_checksum"`
 	// SourcePorts is the range of outer UDP source ports, "LOW-HIGH"; the
 	// inner flow's hash picks one (RFC 7348 §5). Default 49152-65535.
 	SourcePorts string `yaml:"source_ports"`
@@ -240,6 +246,17 @@ const (
 	ReservedDrop   ReservedPolicy = "drop"
 )
 
+// PartialPolicy is the treatment of partial outer UDP checksums.
+type PartialPolicy string
+
+// Partial-checksum policies.
+const (
+	PartialAccept PartialPolicy = "accept"
+	PartialDrop   PartialPolicy = "drop"
+	// DefaultPartialChecksum is the policy when the config names none.
+	DefaultPartialChecksum = PartialAccept
+)
+
 // DeviceType is the kind of a network's local device.
 type DeviceType string
 
@@ -295,7 +312,7 @@ func (q Queues) MarshalYAML() (any, error) {
 func Default() *Config {
 	return &Config{
 		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
-		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts},
+		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, PartialChecksum: DefaultPartialChecksum, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts},
 		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers},
 		Metrics:  Metrics{Listen: DefaultMetricsAddr},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

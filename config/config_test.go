@@ -88,7 +88,7 @@ networks:
 		t.Errorf("defaults:\ngot  %+v\nwant %+v", c, want)
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
-		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "mtu: 1450", "type: tap", "level: info",
+		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "mtu: 1450", "type: tap", "level: info",
 		"source_ports: 49152-65535", "transmit: socket"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
@@ -166,6 +166,7 @@ func TestParseErrors(t *testing.T) {
 		{"source ports not a range", edit(t, 7, "  port: 4789\n  source_ports: 50000"), []string{"line 8", "vtep.source_ports"}},
 		{"source port zero", edit(t, 7, "  port: 4789\n  source_ports: 0-10"), []string{"line 8", "vtep.source_ports"}},
 		{"ttl high", edit(t, 7, "  port: 4789\n  ttl: 256"), []string{"line 8", "vtep.ttl"}},
+		{"partial checksum policy", edit(t, 7, "  port: 4789\n  partial_checksum: trust"), []string{"line 8", "vtep.partial_checksum", `"trust" is not one of accept, drop`}},
 		{"transmit unknown", edit(t, 7, "  port: 4789\n  transmit: carrier-pigeon"), []string{"line 8", "vtep.transmit", "socket, af_xdp"}},
 		{"port high", edit(t, 7, "  port: 65536"), []string{"line 7", "vtep.port"}},
 		{"vni too big", edit(t, 12, "  - vni: 16777216"), []string{"line 12", "networks[1].vni", "0..16777215"}},

@@ -119,6 +119,11 @@ func (c *Config) Validate() error {
 	default:
 		cl.add("vtep.reserved_bits", "%q is not one of ignore, drop", c.VTEP.ReservedBits)
 	}
+	switch c.VTEP.PartialChecksum {
+	case PartialAccept, PartialDrop:
+	default:
+		cl.add("vtep.partial_checksum", "%q is not one of accept, drop", c.VTEP.PartialChecksum)
+	}
 	if _, _, ok := c.VTEP.SourcePortRange(); !ok {
 		cl.add("vtep.source_ports", "%q is not a port range LOW-HIGH with 1 <= LOW <= HIGH <= 65535", c.VTEP.SourcePorts)
 	}

@@ -109,7 +109,7 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 		return d, err
 	}
 	d.stage = &networkStage{
-		dec:      vxlan.Decoder{Port: uint16(cfg.VTEP.Port), Reserved: reservedPolicy(cfg.VTEP.ReservedBits)},
+		dec:      vxlan.Decoder{Port: uint16(cfg.VTEP.Port), Reserved: reservedPolicy(cfg.VTEP.ReservedBits), Partial: partialPolicy(cfg.VTEP.PartialChecksum)},
 		networks: d.byVNI,
 		fdb:      &d.fdb,
 		clock:    coarseClock,
@@ -125,6 +125,13 @@ func reservedPolicy(p config.ReservedPolicy) vxlan.ReservedPolicy {
 		return vxlan.ReservedStrict
 	}
 	return vxlan.ReservedIgnore
+}
+
+func partialPolicy(p config.PartialPolicy) vxlan.PartialPolicy {
+	if p == config.PartialDrop {
+		return vxlan.PartialDrop
+	}
+	return vxlan.PartialAccept
 }
 
 // coarseClock returns Unix seconds, the FDB's clock.

@@ -50,10 +50,18 @@ func startDaemon(t *testing.T, cfg *config.Config) *running { return startDaemon
 // testbed before the daemon starts.
 func startDaemonWith(t *testing.T, cfg *config.Config, prepare func(*testbed.Topology) error) *running {
 	t.Helper()
+	return startDaemonOn(t, cfg, testbed.Options{}, prepare)
+}
+
+// startDaemonOn is startDaemonWith on a testbed built with opts (its
+// Prefix is set here).
+func startDaemonOn(t *testing.T, cfg *config.Config, opts testbed.Options, prepare func(*testbed.Topology) error) *running {
+	t.Helper()
 	testbedtest.RequirePrivileges(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mft"})
+	opts.Prefix = "mft"
+	topo, err := testbed.Build(ctx, opts)
 	if err != nil {
 		t.Fatalf("build testbed: %v", err)
 	}

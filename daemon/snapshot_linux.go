@@ -43,6 +43,9 @@ func (d *daemon) snapshot() metrics.Snapshot {
 	for r := 1; r < int(dataplane.NumDropReasons); r++ {
 		s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: dataplane.DropReason(r).String(), Packets: rxDrops[r]})
 	}
+	if d.stage != nil {
+		s.PartialChecksums = d.stage.partial.Load()
+	}
 
 	// Encap. Read the outcomes before the inputs so that in flight is
 	// never negative.

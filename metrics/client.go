@@ -136,6 +136,7 @@ func (f Families) Snapshot() Snapshot {
 	})
 	s.MicroflowsDispatched = f.scalar(NameMicroflows)
 	s.MergerWaits = f.scalar(NameMergerWaits)
+	s.PartialChecksums = f.scalar(NamePartialChecksums)
 
 	nets := map[string]*Network{}
 	var netOrder []string
@@ -272,7 +273,8 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 	}
 	section(rows)
 
-	rows = [][]string{{"counter", "value"}, {"micro-flows dispatched", u64(s.MicroflowsDispatched)}, {"merger waits", u64(s.MergerWaits)}}
+	rows = [][]string{{"counter", "value"}, {"micro-flows dispatched", u64(s.MicroflowsDispatched)}, {"merger waits", u64(s.MergerWaits)},
+		{"partial checksums accepted", u64(s.PartialChecksums)}}
 	for i, n := range s.Workers {
 		rows = append(rows, []string{"worker " + strconv.Itoa(i) + " packets", u64(n)})
 	}

@@ -22,6 +22,7 @@ const (
 	NameWorkerPackets             = "mflow_worker_packets_total"
 	NameMicroflows                = "mflow_microflows_dispatched_total"
 	NameMergerWaits               = "mflow_merger_waits_total"
+	NamePartialChecksums          = "mflow_partial_checksum_accepted_total"
 	NameNetworkDeliveredPackets   = "mflow_network_delivered_packets_total"
 	NameNetworkDeliveredBytes     = "mflow_network_delivered_bytes_total"
 	NameNetworkTransmittedPackets = "mflow_network_transmitted_packets_total"
@@ -73,6 +74,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameWorkerPackets, "Packets processed per worker.", []string{"worker"}},
 		{NameMicroflows, "Micro-flows (batches) dispatched to workers, empty ones included.", nil},
 		{NameMergerWaits, "Times the merger waited for the next micro-flow in sequence.", nil},
+		{NamePartialChecksums, "Received frames accepted with a partial outer UDP checksum (the pseudo-header sum only: the sender's checksum offload).", nil},
 		{NameNetworkDeliveredPackets, "Decapsulated frames delivered per network.", []string{"vni", "device"}},
 		{NameNetworkDeliveredBytes, "Bytes of decapsulated frames delivered per network.", []string{"vni", "device"}},
 		{NameNetworkTransmittedPackets, "Frames encapsulated and transmitted per network.", []string{"vni", "device"}},
@@ -132,6 +134,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(NameMicroflows, s.MicroflowsDispatched)
 	counter(NameMergerWaits, s.MergerWaits)
+	counter(NamePartialChecksums, s.PartialChecksums)
 	for _, n := range s.Networks {
 		vni := strconv.FormatUint(uint64(n.VNI), 10)
 		counter(NameNetworkDeliveredPackets, n.Delivered.Packets, vni, n.Device)

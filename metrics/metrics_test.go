@@ -25,6 +25,7 @@ func sample() Snapshot {
 		Workers:              []uint64{400, 500, 0},
 		MicroflowsDispatched: 7,
 		MergerWaits:          3,
+		PartialChecksums:     5,
 		Networks: []Network{
 			{VNI: 42, Device: "mflow42", Delivered: Counter{800, 80000}, Transmitted: Counter{400, 64000}},
 			{VNI: 43, Device: "mflow43", Delivered: Counter{100, 10000}, Transmitted: Counter{98, 16000}, KernelDrops: 7},
@@ -124,6 +125,7 @@ func TestExposition(t *testing.T) {
 		`mflow_worker_packets_total{worker="1"} 500`,
 		"mflow_microflows_dispatched_total 7",
 		"mflow_merger_waits_total 3",
+		"mflow_partial_checksum_accepted_total 5",
 		`mflow_network_delivered_packets_total{device="mflow42",vni="42"} 800`,
 		`mflow_umem_frames{queue="0",state="tx"} 900`,
 		`mflow_umem_size_frames{queue="1"} 4096`,
@@ -237,7 +239,7 @@ func TestWriteTable(t *testing.T) {
 	}
 	out := b.String()
 	t.Logf("\n%s", out)
-	for _, want := range []string{"uplink eth1, XDP mode native", "unknown_vni", "mflow42", "merger waits", "worker 2 packets", "fill ring empty"} {
+	for _, want := range []string{"uplink eth1, XDP mode native", "unknown_vni", "mflow42", "merger waits", "partial checksums accepted", "worker 2 packets", "fill ring empty"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q", want)
 		}

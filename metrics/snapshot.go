@@ -124,6 +124,12 @@ type Snapshot struct {
 	// MergerWaits counts the times the merger waited for the next sequence
 	// number.
 	MergerWaits uint64
+	// PartialChecksums counts the decapsulated frames accepted although
+	// their outer UDP checksum held only the pseudo-header sum (a sender's
+	// transmit checksum offload; vtep.partial_checksum: accept). They are
+	// not drops: each is also counted as received and delivered or
+	// dropped for another reason.
+	PartialChecksums uint64
 	// Networks is the per-VNI accounting (optional).
 	Networks []Network
 	// UMEM is the frame ownership per AF_XDP socket.
