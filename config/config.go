@@ -72,6 +72,7 @@ type Config struct {
 	VTEP     VTEP      `yaml:"vtep"`
 	Networks []Network `yaml:"networks"`
 	Steering Steering  `yaml:"steering"`
+	FDB      FDB       `yaml:"fdb"`
 	Metrics  Metrics   `yaml:"metrics"`
 	Log      Log       `yaml:"log"`
 
@@ -201,6 +202,25 @@ type CPUs struct {
 	Workers []int `yaml:"workers,omitempty"`
 }
 
+// FDB limits learning in the forwarding database (inner MAC → remote
+// VTEP), so that a flood of new source MACs from a peer costs bounded
+// memory and time. A station that is not learned still has its frames
+// delivered; frames to it are flooded to the network's peers.
+type FDB struct {
+	// MaxLearned is the most learned stations per network (VNI), like a
+	// bridge's maxaddress (default 4096; 0: no limit).
+	MaxLearned int `yaml:"max_learned"`
+	// LearnRate is the most new or moved stations learned per second from
+	// one remote VTEP (default 1000; 0: no limit).
+	LearnRate int `yaml:"learn_rate"`
+}
+
+// Defaults of the FDB section.
+const (
+	DefaultFDBMaxLearned = 4096
+	DefaultFDBLearnRate  = 1000
+)
+
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
 	// Listen is the ip:port of the /metrics endpoint (default
@@ -314,6 +334,7 @@ func Default() *Config {
 		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
 		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, PartialChecksum: DefaultPartialChecksum, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts},
 		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers},
+		FDB:      FDB{MaxLearned: DefaultFDBMaxLearned, LearnRate: DefaultFDBLearnRate},
 		Metrics:  Metrics{Listen: DefaultMetricsAddr},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}

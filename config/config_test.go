@@ -88,7 +88,7 @@ networks:
 		t.Errorf("defaults:\ngot  %+v\nwant %+v", c, want)
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
-		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "mtu: 1450", "type: tap", "level: info",
+		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "max_learned: 4096", "learn_rate: 1000", "mtu: 1450", "type: tap", "level: info",
 		"source_ports: 49152-65535", "transmit: socket"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
@@ -182,6 +182,8 @@ func TestParseErrors(t *testing.T) {
 		{"no networks", strings.Split(base, "networks:")[0] + "steering: {}\n", []string{"line 1", "networks", "at least one"}},
 		{"bad policy", edit(t, 16, "  policy: rss"), []string{"line 16", "steering.policy", "rss"}},
 		{"batch zero", edit(t, 17, "  batch: 0"), []string{"line 17", "steering.batch"}},
+		{"fdb limit negative", edit(t, 20, "  listen: 127.0.0.1:9469\nfdb:\n  max_learned: -1"), []string{"line 22", "fdb.max_learned", "out of range"}},
+		{"fdb rate negative", edit(t, 19, "fdb: {learn_rate: -5}\nmetrics:"), []string{"line 19", "fdb.learn_rate", "out of range"}},
 		{"batch huge", edit(t, 17, "  batch: 1000000"), []string{"line 17", "steering.batch"}},
 		{"workers zero", edit(t, 18, "  workers: 0"), []string{"line 18", "steering.workers", "below 1"}},
 		{"cpus mismatch", edit(t, 18, "  workers: 2\n  cpus: {dispatcher: 0, workers: [1]}"), []string{"line 19", "steering.cpus.workers", "1 CPUs listed for 2 workers"}},

@@ -225,6 +225,14 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	// fdb
+	if c.FDB.MaxLearned < 0 || c.FDB.MaxLearned > 1<<24 {
+		cl.add("fdb.max_learned", "%d is out of range (0..16777216; 0: no limit)", c.FDB.MaxLearned)
+	}
+	if c.FDB.LearnRate < 0 || c.FDB.LearnRate > 1<<24 {
+		cl.add("fdb.learn_rate", "%d is out of range (0..16777216; 0: no limit)", c.FDB.LearnRate)
+	}
+
 	// metrics
 	if c.Metrics.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {

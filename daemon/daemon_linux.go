@@ -114,6 +114,7 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 		fdb:      &d.fdb,
 		clock:    coarseClock,
 	}
+	d.fdb.SetLimits(cfg.FDB.MaxLearned, cfg.FDB.LearnRate)
 	for _, n := range d.nets {
 		d.fdb.SetFlood(n.vni, n.flood)
 	}

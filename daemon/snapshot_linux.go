@@ -45,6 +45,7 @@ func (d *daemon) snapshot() metrics.Snapshot {
 	}
 	if d.stage != nil {
 		s.PartialChecksums = d.stage.partial.Load()
+		s.FDB = metrics.FDB{Entries: uint64(d.fdb.Len()), TableFull: d.stage.learnFull.Load(), RateLimited: d.stage.learnRated.Load()}
 	}
 
 	// Encap. Read the outcomes before the inputs so that in flight is

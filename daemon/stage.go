@@ -45,12 +45,16 @@ type networkStage struct {
 	// (vxlan.InfoPartialChecksum, vxlan.InfoInnerPartial), added once per
 	// batch.
 	partial atomic.Uint64
+	// learnFull and learnRated count inner source MACs the FDB refused to
+	// learn (vxlan.LearnFull, vxlan.LearnRateLimited); their frames are
+	// delivered all the same. Added once per batch.
+	learnFull, learnRated atomic.Uint64
 }
 
 // Process implements dataplane.Stage.
 func (s *networkStage) Process(b *batch.Batch) {
 	now := s.clock()
-	var partial uint64
+	var partial, full, rated uint64
 	for i := range b.N {
 		if b.Reason[i] != vxlan.Deliver {
 			continue
@@ -66,7 +70,12 @@ func (s *networkStage) Process(b *batch.Batch) {
 			case !n.peers[src]:
 				r = vxlan.DropPeer
 			default:
-				s.fdb.Learn(vni, vxlan.Ethernet(inner).Src(), src, now)
+				switch s.fdb.Learn(vni, vxlan.Ethernet(inner).Src(), src, now) {
+				case vxlan.LearnFull:
+					full++
+				case vxlan.LearnRateLimited:
+					rated++
+				}
 			}
 		}
 		b.Reason[i] = r
@@ -87,5 +96,11 @@ func (s *networkStage) Process(b *batch.Batch) {
 	}
 	if partial != 0 {
 		s.partial.Add(partial)
+	}
+	if full != 0 {
+		s.learnFull.Add(full)
+	}
+	if rated != 0 {
+		s.learnRated.Add(rated)
 	}
 }

@@ -137,6 +137,15 @@ func (f Families) Snapshot() Snapshot {
 	s.MicroflowsDispatched = f.scalar(NameMicroflows)
 	s.MergerWaits = f.scalar(NameMergerWaits)
 	s.PartialChecksums = f.scalar(NamePartialChecksums)
+	s.FDB.Entries = f.scalar(NameFDBEntries)
+	f.each(NameFDBLearnRefused, func(m *dto.Metric) {
+		switch label(m, "reason") {
+		case fdbRefusals[0]:
+			s.FDB.TableFull = value(m)
+		case fdbRefusals[1]:
+			s.FDB.RateLimited = value(m)
+		}
+	})
 
 	nets := map[string]*Network{}
 	var netOrder []string
@@ -274,7 +283,8 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 	section(rows)
 
 	rows = [][]string{{"counter", "value"}, {"micro-flows dispatched", u64(s.MicroflowsDispatched)}, {"merger waits", u64(s.MergerWaits)},
-		{"partial checksums accepted", u64(s.PartialChecksums)}}
+		{"partial checksums accepted", u64(s.PartialChecksums)}, {"fdb entries", u64(s.FDB.Entries)},
+		{"fdb not learned: table full", u64(s.FDB.TableFull)}, {"fdb not learned: rate limited", u64(s.FDB.RateLimited)}}
 	for i, n := range s.Workers {
 		rows = append(rows, []string{"worker " + strconv.Itoa(i) + " packets", u64(n)})
 	}

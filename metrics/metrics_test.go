@@ -26,6 +26,7 @@ func sample() Snapshot {
 		MicroflowsDispatched: 7,
 		MergerWaits:          3,
 		PartialChecksums:     5,
+		FDB:                  FDB{Entries: 12, TableFull: 3, RateLimited: 4},
 		Networks: []Network{
 			{VNI: 42, Device: "mflow42", Delivered: Counter{800, 80000}, Transmitted: Counter{400, 64000}},
 			{VNI: 43, Device: "mflow43", Delivered: Counter{100, 10000}, Transmitted: Counter{98, 16000}, KernelDrops: 7},
@@ -126,6 +127,9 @@ func TestExposition(t *testing.T) {
 		"mflow_microflows_dispatched_total 7",
 		"mflow_merger_waits_total 3",
 		"mflow_partial_checksum_accepted_total 5",
+		"mflow_fdb_entries 12",
+		`mflow_fdb_learn_refused_total{reason="table_full"} 3`,
+		`mflow_fdb_learn_refused_total{reason="rate_limited"} 4`,
 		`mflow_network_delivered_packets_total{device="mflow42",vni="42"} 800`,
 		`mflow_umem_frames{queue="0",state="tx"} 900`,
 		`mflow_umem_size_frames{queue="1"} 4096`,
@@ -239,7 +243,7 @@ func TestWriteTable(t *testing.T) {
 	}
 	out := b.String()
 	t.Logf("\n%s", out)
-	for _, want := range []string{"uplink eth1, XDP mode native", "unknown_vni", "mflow42", "merger waits", "partial checksums accepted", "worker 2 packets", "fill ring empty"} {
+	for _, want := range []string{"uplink eth1, XDP mode native", "unknown_vni", "mflow42", "merger waits", "partial checksums accepted", "fdb not learned: rate limited", "worker 2 packets", "fill ring empty"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q", want)
 		}

@@ -93,6 +93,17 @@ type UMEM struct {
 // Sum returns the frames accounted for in all states.
 func (u UMEM) Sum() uint64 { return u.Free + u.Fill + u.RX + u.Stages + u.TX + u.Completion }
 
+// FDB describes the forwarding database (inner MAC → remote VTEP).
+type FDB struct {
+	// Entries is the number of stations in it (learned and static).
+	Entries uint64
+	// TableFull and RateLimited count inner source MACs that were not
+	// learned because their network had fdb.max_learned learned stations,
+	// or their VTEP had used up fdb.learn_rate for the second. Their
+	// frames were delivered; these are not drops.
+	TableFull, RateLimited uint64
+}
+
 // XSK holds the kernel's statistics of one AF_XDP socket
 // (XDP_STATISTICS). These packets never reached the dataplane, so they are
 // not part of the conservation property.
@@ -130,6 +141,8 @@ type Snapshot struct {
 	// not drops: each is also counted as received and delivered or
 	// dropped for another reason.
 	PartialChecksums uint64
+	// FDB is the forwarding database's size and learning refusals.
+	FDB FDB
 	// Networks is the per-VNI accounting (optional).
 	Networks []Network
 	// UMEM is the frame ownership per AF_XDP socket.
