@@ -254,7 +254,7 @@ func (d *daemon) setup(o Options) error {
 			d.pools = append(d.pools, p)
 		}
 	}
-	d.neigh, err = newNeighbours(d.uplinkIndex, d.log)
+	d.neigh, err = newNeighbours(d.uplinkIndex, d.enter, d.log)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}

@@ -43,6 +43,9 @@ func (d *daemon) snapshot() metrics.Snapshot {
 	for r := 1; r < int(dataplane.NumDropReasons); r++ {
 		s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: dataplane.DropReason(r).String(), Packets: rxDrops[r]})
 	}
+	if d.neigh != nil {
+		s.NeighbourOverruns = d.neigh.overruns.Load()
+	}
 	if d.stage != nil {
 		s.PartialChecksums = d.stage.partial.Load()
 		s.FDB = metrics.FDB{Entries: uint64(d.fdb.Len()), TableFull: d.stage.learnFull.Load(), RateLimited: d.stage.learnRated.Load()}

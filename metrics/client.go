@@ -138,6 +138,7 @@ func (f Families) Snapshot() Snapshot {
 	s.MergerWaits = f.scalar(NameMergerWaits)
 	s.PartialChecksums = f.scalar(NamePartialChecksums)
 	s.FDB.Entries = f.scalar(NameFDBEntries)
+	s.NeighbourOverruns = f.scalar(NameNeighbourOverruns)
 	f.each(NameFDBLearnRefused, func(m *dto.Metric) {
 		switch label(m, "reason") {
 		case fdbRefusals[0]:
@@ -284,7 +285,8 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 
 	rows = [][]string{{"counter", "value"}, {"micro-flows dispatched", u64(s.MicroflowsDispatched)}, {"merger waits", u64(s.MergerWaits)},
 		{"partial checksums accepted", u64(s.PartialChecksums)}, {"fdb entries", u64(s.FDB.Entries)},
-		{"fdb not learned: table full", u64(s.FDB.TableFull)}, {"fdb not learned: rate limited", u64(s.FDB.RateLimited)}}
+		{"fdb not learned: table full", u64(s.FDB.TableFull)}, {"fdb not learned: rate limited", u64(s.FDB.RateLimited)},
+		{"neighbour notification overruns", u64(s.NeighbourOverruns)}}
 	for i, n := range s.Workers {
 		rows = append(rows, []string{"worker " + strconv.Itoa(i) + " packets", u64(n)})
 	}

@@ -25,6 +25,7 @@ const (
 	NamePartialChecksums          = "mflow_partial_checksum_accepted_total"
 	NameFDBEntries                = "mflow_fdb_entries"
 	NameFDBLearnRefused           = "mflow_fdb_learn_refused_total"
+	NameNeighbourOverruns         = "mflow_neighbour_overruns_total"
 	NameNetworkDeliveredPackets   = "mflow_network_delivered_packets_total"
 	NameNetworkDeliveredBytes     = "mflow_network_delivered_bytes_total"
 	NameNetworkTransmittedPackets = "mflow_network_transmitted_packets_total"
@@ -78,6 +79,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameMicroflows, "Micro-flows (batches) dispatched to workers, empty ones included.", nil},
 		{NameMergerWaits, "Times the merger waited for the next micro-flow in sequence.", nil},
 		{NamePartialChecksums, "Received frames accepted with a partial checksum, outer or inner (the sender's checksum offload).", nil},
+		{NameNeighbourOverruns, "Times neighbour notifications were lost (netlink socket overrun); each is followed by a resubscription and a full re-read of the table.", nil},
 		{NameFDBEntries, "Stations (inner MACs) in the forwarding database, learned and static.", nil},
 		{NameFDBLearnRefused, "Inner source MACs not learned (their frames were delivered): the network's fdb.max_learned reached, or the VTEP's fdb.learn_rate used up.", []string{"reason"}},
 		{NameNetworkDeliveredPackets, "Decapsulated frames delivered per network.", []string{"vni", "device"}},
@@ -141,6 +143,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(NameMergerWaits, s.MergerWaits)
 	counter(NamePartialChecksums, s.PartialChecksums)
 	gauge(NameFDBEntries, s.FDB.Entries)
+	counter(NameNeighbourOverruns, s.NeighbourOverruns)
 	counter(NameFDBLearnRefused, s.FDB.TableFull, fdbRefusals[0])
 	counter(NameFDBLearnRefused, s.FDB.RateLimited, fdbRefusals[1])
 	for _, n := range s.Networks {

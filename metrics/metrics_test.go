@@ -27,6 +27,7 @@ func sample() Snapshot {
 		MergerWaits:          3,
 		PartialChecksums:     5,
 		FDB:                  FDB{Entries: 12, TableFull: 3, RateLimited: 4},
+		NeighbourOverruns:    2,
 		Networks: []Network{
 			{VNI: 42, Device: "mflow42", Delivered: Counter{800, 80000}, Transmitted: Counter{400, 64000}},
 			{VNI: 43, Device: "mflow43", Delivered: Counter{100, 10000}, Transmitted: Counter{98, 16000}, KernelDrops: 7},
@@ -128,6 +129,7 @@ func TestExposition(t *testing.T) {
 		"mflow_merger_waits_total 3",
 		"mflow_partial_checksum_accepted_total 5",
 		"mflow_fdb_entries 12",
+		"mflow_neighbour_overruns_total 2",
 		`mflow_fdb_learn_refused_total{reason="table_full"} 3`,
 		`mflow_fdb_learn_refused_total{reason="rate_limited"} 4`,
 		`mflow_network_delivered_packets_total{device="mflow42",vni="42"} 800`,

@@ -143,6 +143,10 @@ type Snapshot struct {
 	PartialChecksums uint64
 	// FDB is the forwarding database's size and learning refusals.
 	FDB FDB
+	// NeighbourOverruns counts the times the kernel dropped neighbour
+	// notifications for the daemon (its socket's buffer was full); each
+	// time the daemon resubscribed and re-read the neighbour table.
+	NeighbourOverruns uint64
 	// Networks is the per-VNI accounting (optional).
 	Networks []Network
 	// UMEM is the frame ownership per AF_XDP socket.
