@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 
+	"mflow/bpf"
 	"mflow/dataplane"
 	"mflow/metrics"
 	"mflow/tap"
@@ -42,6 +43,13 @@ func (d *daemon) snapshot() metrics.Snapshot {
 	}
 	for r := 1; r < int(dataplane.NumDropReasons); r++ {
 		s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: dataplane.DropReason(r).String(), Packets: rxDrops[r]})
+	}
+	if d.prog != nil {
+		if c, err := d.prog.Counters(); err == nil {
+			for v := range bpf.NumVerdicts {
+				s.XDP = append(s.XDP, metrics.XDPVerdict{Verdict: v.String(), Packets: c.Packets[v]})
+			}
+		}
 	}
 	if d.neigh != nil {
 		s.NeighbourOverruns = d.neigh.overruns.Load()

@@ -139,6 +139,10 @@ func (f Families) Snapshot() Snapshot {
 	s.PartialChecksums = f.scalar(NamePartialChecksums)
 	s.FDB.Entries = f.scalar(NameFDBEntries)
 	s.NeighbourOverruns = f.scalar(NameNeighbourOverruns)
+	f.each(NameXDPPackets, func(m *dto.Metric) {
+		s.XDP = append(s.XDP, XDPVerdict{Verdict: label(m, "verdict"), Packets: value(m)})
+	})
+	slices.SortFunc(s.XDP, func(a, b XDPVerdict) int { return strings.Compare(a.Verdict, b.Verdict) })
 	f.each(NameFDBLearnRefused, func(m *dto.Metric) {
 		switch label(m, "reason") {
 		case fdbRefusals[0]:
@@ -309,6 +313,15 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 		for _, n := range s.Networks {
 			rows = append(rows, []string{u64(uint64(n.VNI)), n.Device, u64(n.Delivered.Packets), u64(n.Delivered.Bytes),
 				u64(n.Transmitted.Packets), u64(n.Transmitted.Bytes), u64(n.KernelDrops)})
+		}
+	}
+	section(rows)
+
+	rows = nil
+	if len(s.XDP) > 0 {
+		rows = [][]string{{"xdp verdict", "packets"}}
+		for _, x := range s.XDP {
+			rows = append(rows, []string{x.Verdict, u64(x.Packets)})
 		}
 	}
 	section(rows)

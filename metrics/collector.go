@@ -26,6 +26,7 @@ const (
 	NameFDBEntries                = "mflow_fdb_entries"
 	NameFDBLearnRefused           = "mflow_fdb_learn_refused_total"
 	NameNeighbourOverruns         = "mflow_neighbour_overruns_total"
+	NameXDPPackets                = "mflow_xdp_packets_total"
 	NameNetworkDeliveredPackets   = "mflow_network_delivered_packets_total"
 	NameNetworkDeliveredBytes     = "mflow_network_delivered_bytes_total"
 	NameNetworkTransmittedPackets = "mflow_network_transmitted_packets_total"
@@ -79,6 +80,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameMicroflows, "Micro-flows (batches) dispatched to workers, empty ones included.", nil},
 		{NameMergerWaits, "Times the merger waited for the next micro-flow in sequence.", nil},
 		{NamePartialChecksums, "Received frames accepted with a partial checksum, outer or inner (the sender's checksum offload).", nil},
+		{NameXDPPackets, "Frames the uplink's XDP program gave each verdict (redirected, not_ours, no_socket, fragment, ip_options, peer_not_allowed), counted in the kernel.", []string{"verdict"}},
 		{NameNeighbourOverruns, "Times neighbour notifications were lost (netlink socket overrun); each is followed by a resubscription and a full re-read of the table.", nil},
 		{NameFDBEntries, "Stations (inner MACs) in the forwarding database, learned and static.", nil},
 		{NameFDBLearnRefused, "Inner source MACs not learned (their frames were delivered): the network's fdb.max_learned reached, or the VTEP's fdb.learn_rate used up.", []string{"reason"}},
@@ -144,6 +146,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(NamePartialChecksums, s.PartialChecksums)
 	gauge(NameFDBEntries, s.FDB.Entries)
 	counter(NameNeighbourOverruns, s.NeighbourOverruns)
+	for _, x := range s.XDP {
+		counter(NameXDPPackets, x.Packets, x.Verdict)
+	}
 	counter(NameFDBLearnRefused, s.FDB.TableFull, fdbRefusals[0])
 	counter(NameFDBLearnRefused, s.FDB.RateLimited, fdbRefusals[1])
 	for _, n := range s.Networks {

@@ -28,6 +28,7 @@ func sample() Snapshot {
 		PartialChecksums:     5,
 		FDB:                  FDB{Entries: 12, TableFull: 3, RateLimited: 4},
 		NeighbourOverruns:    2,
+		XDP:                  []XDPVerdict{{"fragment", 6}, {"no_socket", 8}, {"redirected", 1000}},
 		Networks: []Network{
 			{VNI: 42, Device: "mflow42", Delivered: Counter{800, 80000}, Transmitted: Counter{400, 64000}},
 			{VNI: 43, Device: "mflow43", Delivered: Counter{100, 10000}, Transmitted: Counter{98, 16000}, KernelDrops: 7},
@@ -130,6 +131,7 @@ func TestExposition(t *testing.T) {
 		"mflow_partial_checksum_accepted_total 5",
 		"mflow_fdb_entries 12",
 		"mflow_neighbour_overruns_total 2",
+		`mflow_xdp_packets_total{verdict="no_socket"} 8`,
 		`mflow_fdb_learn_refused_total{reason="table_full"} 3`,
 		`mflow_fdb_learn_refused_total{reason="rate_limited"} 4`,
 		`mflow_network_delivered_packets_total{device="mflow42",vni="42"} 800`,
@@ -245,7 +247,7 @@ func TestWriteTable(t *testing.T) {
 	}
 	out := b.String()
 	t.Logf("\n%s", out)
-	for _, want := range []string{"uplink eth1, XDP mode native", "unknown_vni", "mflow42", "merger waits", "partial checksums accepted", "fdb not learned: rate limited", "worker 2 packets", "fill ring empty"} {
+	for _, want := range []string{"uplink eth1, XDP mode native", "unknown_vni", "mflow42", "merger waits", "partial checksums accepted", "fdb not learned: rate limited", "xdp verdict", "no_socket", "worker 2 packets", "fill ring empty"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q", want)
 		}

@@ -93,6 +93,16 @@ type UMEM struct {
 // Sum returns the frames accounted for in all states.
 func (u UMEM) Sum() uint64 { return u.Free + u.Fill + u.RX + u.Stages + u.TX + u.Completion }
 
+// XDPVerdict counts the frames the uplink's XDP program gave one verdict:
+// "redirected" (to mflow's AF_XDP sockets), "not_ours" (passed to the
+// kernel), "no_socket" (VxLAN for us on a queue mflow does not serve:
+// passed to the kernel), "fragment" and "ip_options" (for us, but passed
+// to the kernel), "peer_not_allowed" (dropped in the kernel).
+type XDPVerdict struct {
+	Verdict string
+	Packets uint64
+}
+
 // FDB describes the forwarding database (inner MAC → remote VTEP).
 type FDB struct {
 	// Entries is the number of stations in it (learned and static).
@@ -143,6 +153,9 @@ type Snapshot struct {
 	PartialChecksums uint64
 	// FDB is the forwarding database's size and learning refusals.
 	FDB FDB
+	// XDP holds the uplink XDP program's verdict counters, counted in
+	// the kernel before mflow sees a frame (optional).
+	XDP []XDPVerdict
 	// NeighbourOverruns counts the times the kernel dropped neighbour
 	// notifications for the daemon (its socket's buffer was full); each
 	// time the daemon resubscribed and re-read the neighbour table.
