@@ -13,7 +13,9 @@
 // enabled, VxLAN frames from a source address that is not a configured peer
 // are dropped in the kernel and counted. A matching frame on a queue that
 // has no registered socket is passed to the kernel (bpf_redirect_map's
-// fallback action) and counted separately. Every verdict increments a
+// fallback action) and counted separately, and so are IPv4 fragments of
+// UDP to a VTEP address and VxLAN frames to us with IPv4 options, which
+// the program also passes to the kernel. Every verdict increments a
 // per-CPU counter that Counters sums.
 //
 // The program is written with cilium/ebpf's asm package rather than in C
@@ -92,7 +94,8 @@ func ParseMode(s string) (Mode, error) {
 type Verdict uint32
 
 const (
-	// VerdictPass counts frames that are not ours (XDP_PASS).
+	// VerdictPass counts frames that are not ours (XDP_PASS): not UDP to
+	// a VTEP address and the VxLAN port, nor one of the cases below.
 	VerdictPass Verdict = iota
 	// VerdictRedirect counts frames redirected to an AF_XDP socket.
 	VerdictRedirect
@@ -103,6 +106,14 @@ const (
 	// VerdictDropPeer counts VxLAN frames from a source that is not a
 	// configured peer, dropped when peer filtering is on (XDP_DROP).
 	VerdictDropPeer
+	// VerdictFragment counts IPv4 fragments of UDP datagrams to one of
+	// the VTEP addresses (any port: later fragments carry none); they are
+	// passed to the kernel, which reassembles them (RFC 7348: VTEPs do
+	// not fragment, so a peer that does is misconfigured).
+	VerdictFragment
+	// VerdictIPOptions counts VxLAN frames to us (VTEP address and port)
+	// whose IPv4 header carries options; they are passed to the kernel.
+	VerdictIPOptions
 	// NumVerdicts is the number of counters.
 	NumVerdicts
 )
@@ -111,13 +122,17 @@ const (
 func (v Verdict) String() string {
 	switch v {
 	case VerdictPass:
-		return "pass"
+		return "not_ours"
 	case VerdictRedirect:
-		return "redirect"
+		return "redirected"
 	case VerdictNoSocket:
 		return "no_socket"
 	case VerdictDropPeer:
-		return "drop_peer_not_allowed"
+		return "peer_not_allowed"
+	case VerdictFragment:
+		return "fragment"
+	case VerdictIPOptions:
+		return "ip_options"
 	}
 	return fmt.Sprintf("verdict(%d)", uint32(v))
 }

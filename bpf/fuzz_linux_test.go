@@ -16,20 +16,27 @@ func classify(f []byte, cfg Config) Verdict {
 	if len(f) < 14+20+8 {
 		return VerdictPass
 	}
-	if binary.BigEndian.Uint16(f[12:]) != 0x0800 || f[14] != 0x45 || f[23] != 17 {
+	if binary.BigEndian.Uint16(f[12:]) != 0x0800 || f[14]>>4 != 4 || f[23] != 17 {
 		return VerdictPass
 	}
+	ours := slices.Contains(cfg.VTEPs, netip.AddrFrom4([4]byte(f[30:34])))
 	if binary.BigEndian.Uint16(f[20:])&0x3fff != 0 { // MF or an offset
+		if ours {
+			return VerdictFragment
+		}
 		return VerdictPass
 	}
 	port := cfg.Port
 	if port == 0 {
 		port = DefaultPort
 	}
-	if binary.BigEndian.Uint16(f[36:]) != port {
-		return VerdictPass
+	if ihl := int(f[14]&15) * 4; ihl != 20 {
+		if ihl < 20 || len(f) < 14+ihl+8 || binary.BigEndian.Uint16(f[14+ihl+2:]) != port || !ours {
+			return VerdictPass
+		}
+		return VerdictIPOptions
 	}
-	if !slices.Contains(cfg.VTEPs, netip.AddrFrom4([4]byte(f[30:34]))) {
+	if binary.BigEndian.Uint16(f[36:]) != port || !ours {
 		return VerdictPass
 	}
 	if cfg.FilterPeers && !slices.Contains(cfg.Peers, netip.AddrFrom4([4]byte(f[26:30]))) {
@@ -52,6 +59,8 @@ func FuzzProgram(f *testing.F) {
 		{src: peer, dst: vtep, proto: layers.IPProtocolUDP, dport: 4789},
 		{src: stranger, dst: vtep, proto: layers.IPProtocolUDP, dport: 4789},
 		{src: peer, dst: vtep, proto: layers.IPProtocolUDP, dport: 4789, frag: true},
+		{src: peer, dst: vtep, proto: layers.IPProtocolUDP, dport: 4789, options: true},
+		{src: stranger, dst: vtep, proto: layers.IPProtocolUDP, dport: 53, options: true},
 		{src: peer, dst: vtep, proto: layers.IPProtocolICMPv4},
 	} {
 		f.Add(buildFrame(f, o))

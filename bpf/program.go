@@ -40,6 +40,10 @@ func instructions() asm.Instructions {
 		lPass     = "pass"
 		lDropPeer = "drop_peer"
 		lRedirect = "redirect"
+		lFrag     = "fragment"
+		lOptions  = "ip_options"
+		lCountFr  = "count_fragment"
+		lCountOpt = "count_ip_options"
 	)
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
@@ -51,16 +55,12 @@ func instructions() asm.Instructions {
 		// EtherType IPv4 (bytes 08 00 read little-endian).
 		asm.LoadMem(asm.R5, asm.R7, 12, asm.Half),
 		asm.JNE.Imm(asm.R5, 0x0008, lPass),
-		// Version 4, IHL 5: options go to the kernel.
-		asm.LoadMem(asm.R5, asm.R7, 14, asm.Byte),
-		asm.JNE.Imm(asm.R5, 0x45, lPass),
-		// Protocol UDP.
+		// Protocol UDP, IP version 4.
 		asm.LoadMem(asm.R5, asm.R7, 23, asm.Byte),
 		asm.JNE.Imm(asm.R5, 17, lPass),
-		// MF flag or fragment offset: the kernel reassembles.
-		asm.LoadMem(asm.R5, asm.R7, 20, asm.Half),
-		asm.And.Imm(asm.R5, 0xff3f),
-		asm.JNE.Imm(asm.R5, 0, lPass),
+		asm.LoadMem(asm.R5, asm.R7, 14, asm.Byte),
+		asm.RSh.Imm(asm.R5, 4),
+		asm.JNE.Imm(asm.R5, 4, lPass),
 		// config = lookup(config, 0)
 		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapConfig),
@@ -69,6 +69,15 @@ func instructions() asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, lPass),
 		asm.Mov.Reg(asm.R8, asm.R0),
+		// MF flag or fragment offset: the kernel reassembles (counted
+		// when the datagram is for one of our VTEPs).
+		asm.LoadMem(asm.R5, asm.R7, 20, asm.Half),
+		asm.And.Imm(asm.R5, 0xff3f),
+		asm.JNE.Imm(asm.R5, 0, lFrag),
+		// IHL 5: options go to the kernel (counted when the datagram is
+		// VxLAN for us).
+		asm.LoadMem(asm.R5, asm.R7, 14, asm.Byte),
+		asm.JNE.Imm(asm.R5, 0x45, lOptions),
 		// UDP destination port, both in network byte order.
 		asm.LoadMem(asm.R5, asm.R7, 36, asm.Half),
 		asm.LoadMem(asm.R4, asm.R8, 0, asm.Half),
@@ -88,6 +97,31 @@ func instructions() asm.Instructions {
 	insns = append(insns, count(VerdictRedirect, lRedirOK)...)
 	insns = append(insns, count(VerdictDropPeer, lDropPeer)...)
 	insns = append(insns, count(VerdictPass, lPass)...)
+	// A fragment to one of our VTEPs (any port: only the first fragment
+	// carries the UDP header).
+	frag := addrInSet(30, mapVTEPs, lPass)
+	frag[0] = frag[0].WithSymbol(lFrag)
+	insns = append(insns, frag...)
+	insns = append(insns, asm.Ja.Label(lCountFr))
+	// IP options: IHL 6..15 (below 5 is not a valid header), then the
+	// UDP port behind the options and the destination VTEP.
+	insns = append(insns,
+		asm.And.Imm(asm.R5, 0x0f).WithSymbol(lOptions),
+		asm.JLT.Imm(asm.R5, 5, lPass),
+		asm.LSh.Imm(asm.R5, 2),
+		asm.Mov.Reg(asm.R4, asm.R7),
+		asm.Add.Reg(asm.R4, asm.R5), // start + IHL*4 (at most 60)
+		asm.Mov.Reg(asm.R5, asm.R4),
+		asm.Add.Imm(asm.R5, 14+8),
+		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word), // data_end (r3 was clobbered by the call)
+		asm.JGT.Reg(asm.R5, asm.R3, lPass),
+		asm.LoadMem(asm.R5, asm.R4, 14+2, asm.Half),
+		asm.LoadMem(asm.R4, asm.R8, 0, asm.Half),
+		asm.JNE.Reg(asm.R5, asm.R4, lPass),
+	)
+	insns = append(insns, addrInSet(30, mapVTEPs, lPass)...)
+	insns = append(insns, count(VerdictIPOptions, lCountOpt)...)
+	insns = append(insns, count(VerdictFragment, lCountFr)...)
 	return insns
 }
 
@@ -144,7 +178,7 @@ func count(v Verdict, label string) asm.Instructions {
 	done := fmt.Sprintf("count_done_%d", v)
 	var ret asm.Instruction
 	switch v {
-	case VerdictPass:
+	case VerdictPass, VerdictFragment, VerdictIPOptions:
 		ret = asm.Mov.Imm(asm.R0, xdpPass)
 	case VerdictDropPeer:
 		ret = asm.Mov.Imm(asm.R0, xdpDrop)

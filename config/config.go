@@ -78,6 +78,7 @@ type Config struct {
 	VTEP     VTEP      `yaml:"vtep"`
 	Networks []Network `yaml:"networks"`
 	Steering Steering  `yaml:"steering"`
+	FDB      FDB       `yaml:"fdb"`
 	Metrics  Metrics   `yaml:"metrics"`
 	Log      Log       `yaml:"log"`
 
@@ -105,6 +106,12 @@ type VTEP struct {
 	// ReservedBits says what to do with a VxLAN header whose reserved bits
 	// are set: "ignore" (RFC 7348: receivers ignore them) or "drop".
 	ReservedBits ReservedPolicy `yaml:"reserved_bits"`
+	// PartialChecksum says what to do with a frame whose outer UDP
+	// checksum field holds only the pseudo-header sum (a sender's
+	// transmit checksum offload that nothing on a virtual wire
+	// completed): "accept" (default, as the kernel does; counted) or
+	// "drop" (counted as a drop).
+	PartialChecksum PartialPolicy `yaml:"partial_checksum"`
 	// SourcePorts is the range of outer UDP source ports, "LOW-HIGH"; the
 	// inner flow's hash picks one (RFC 7348 §5). Default 49152-65535.
 	SourcePorts string `yaml:"source_ports"`
@@ -277,6 +284,25 @@ type CPUs struct {
 	Workers []int `yaml:"workers,omitempty"`
 }
 
+// FDB limits learning in the forwarding database (inner MAC → remote
+// VTEP), so that a flood of new source MACs from a peer costs bounded
+// memory and time. A station that is not learned still has its frames
+// delivered; frames to it are flooded to the network's peers.
+type FDB struct {
+	// MaxLearned is the most learned stations per network (VNI), like a
+	// bridge's maxaddress (default 4096; 0: no limit).
+	MaxLearned int `yaml:"max_learned"`
+	// LearnRate is the most new or moved stations learned per second from
+	// one remote VTEP (default 1000; 0: no limit).
+	LearnRate int `yaml:"learn_rate"`
+}
+
+// Defaults of the FDB section.
+const (
+	DefaultFDBMaxLearned = 4096
+	DefaultFDBLearnRate  = 1000
+)
+
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
 	// Listen is the ip:port of the /metrics endpoint (default
@@ -320,6 +346,17 @@ type ReservedPolicy string
 const (
 	ReservedIgnore ReservedPolicy = "ignore"
 	ReservedDrop   ReservedPolicy = "drop"
+)
+
+// PartialPolicy is the treatment of partial outer UDP checksums.
+type PartialPolicy string
+
+// Partial-checksum policies.
+const (
+	PartialAccept PartialPolicy = "accept"
+	PartialDrop   PartialPolicy = "drop"
+	// DefaultPartialChecksum is the policy when the config names none.
+	DefaultPartialChecksum = PartialAccept
 )
 
 // DeviceType is the kind of a network's local device.
@@ -377,8 +414,9 @@ func (q Queues) MarshalYAML() (any, error) {
 func Default() *Config {
 	return &Config{
 		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
-		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts},
+		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, PartialChecksum: DefaultPartialChecksum, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts},
 		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers, SpinMicros: DefaultSpinMicros},
+		FDB:      FDB{MaxLearned: DefaultFDBMaxLearned, LearnRate: DefaultFDBLearnRate},
 		Metrics:  Metrics{Listen: DefaultMetricsAddr},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}

@@ -88,7 +88,7 @@ networks:
 		t.Errorf("defaults:\ngot  %+v\nwant %+v", c, want)
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
-		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "mtu: 1450", "type: tap", "level: info",
+		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "max_learned: 4096", "learn_rate: 1000", "mtu: 1450", "type: tap", "level: info",
 		"source_ports: 49152-65535", "transmit: socket", "spin_us: 50"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
@@ -187,6 +187,7 @@ func TestParseErrors(t *testing.T) {
 		{"source ports not a range", edit(t, 7, "  port: 4789\n  source_ports: 50000"), []string{"line 8", "vtep.source_ports"}},
 		{"source port zero", edit(t, 7, "  port: 4789\n  source_ports: 0-10"), []string{"line 8", "vtep.source_ports"}},
 		{"ttl high", edit(t, 7, "  port: 4789\n  ttl: 256"), []string{"line 8", "vtep.ttl"}},
+		{"partial checksum policy", edit(t, 7, "  port: 4789\n  partial_checksum: trust"), []string{"line 8", "vtep.partial_checksum", `"trust" is not one of accept, drop`}},
 		{"transmit unknown", edit(t, 7, "  port: 4789\n  transmit: carrier-pigeon"), []string{"line 8", "vtep.transmit", "socket, af_xdp"}},
 		{"udp checksum off on the socket path", edit(t, 7, "  port: 4789\n  udp_checksum: false"), []string{"line 8", "vtep.udp_checksum", "af_xdp"}},
 		{"udp checksum not a bool", edit(t, 7, "  port: 4789\n  udp_checksum: sometimes"), []string{"line 8", "vtep.udp_checksum"}},
@@ -204,6 +205,8 @@ func TestParseErrors(t *testing.T) {
 		{"no networks", strings.Split(base, "networks:")[0] + "steering: {}\n", []string{"line 1", "networks", "at least one"}},
 		{"bad policy", edit(t, 16, "  policy: rss"), []string{"line 16", "steering.policy", "rss"}},
 		{"batch zero", edit(t, 17, "  batch: 0"), []string{"line 17", "steering.batch"}},
+		{"fdb limit negative", edit(t, 20, "  listen: 127.0.0.1:9469\nfdb:\n  max_learned: -1"), []string{"line 22", "fdb.max_learned", "out of range"}},
+		{"fdb rate negative", edit(t, 19, "fdb: {learn_rate: -5}\nmetrics:"), []string{"line 19", "fdb.learn_rate", "out of range"}},
 		{"batch huge", edit(t, 17, "  batch: 1000000"), []string{"line 17", "steering.batch"}},
 		{"inline above batch", edit(t, 18, "  workers: 2\n  inline: 300"), []string{"line 19", "steering.inline", "0..256"}},
 		{"spin negative", edit(t, 18, "  workers: 2\n  spin_us: -1"), []string{"line 19", "steering.spin_us"}},

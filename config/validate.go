@@ -120,6 +120,11 @@ func (c *Config) Validate() error {
 	default:
 		cl.add("vtep.reserved_bits", "%q is not one of ignore, drop", c.VTEP.ReservedBits)
 	}
+	switch c.VTEP.PartialChecksum {
+	case PartialAccept, PartialDrop:
+	default:
+		cl.add("vtep.partial_checksum", "%q is not one of accept, drop", c.VTEP.PartialChecksum)
+	}
 	if _, _, ok := c.VTEP.SourcePortRange(); !ok {
 		cl.add("vtep.source_ports", "%q is not a port range LOW-HIGH with 1 <= LOW <= HIGH <= 65535", c.VTEP.SourcePorts)
 	}
@@ -251,6 +256,14 @@ func (c *Config) Validate() error {
 				cl.add(fmt.Sprintf("steering.cpus.workers[%d]", i), "CPU %d is negative", cpu)
 			}
 		}
+	}
+
+	// fdb
+	if c.FDB.MaxLearned < 0 || c.FDB.MaxLearned > 1<<24 {
+		cl.add("fdb.max_learned", "%d is out of range (0..16777216; 0: no limit)", c.FDB.MaxLearned)
+	}
+	if c.FDB.LearnRate < 0 || c.FDB.LearnRate > 1<<24 {
+		cl.add("fdb.learn_rate", "%d is out of range (0..16777216; 0: no limit)", c.FDB.LearnRate)
 	}
 
 	// metrics

@@ -116,11 +116,12 @@ func newDaemon(cfg *config.Config, o Options) (d *daemon, err error) {
 		return d, err
 	}
 	d.stage = &networkStage{
-		dec:      vxlan.Decoder{Port: uint16(cfg.VTEP.Port), Reserved: reservedPolicy(cfg.VTEP.ReservedBits)},
+		dec:      vxlan.Decoder{Port: uint16(cfg.VTEP.Port), Reserved: reservedPolicy(cfg.VTEP.ReservedBits), Partial: partialPolicy(cfg.VTEP.PartialChecksum)},
 		networks: d.byVNI,
 		fdb:      &d.fdb,
 		clock:    coarseClock,
 	}
+	d.fdb.SetLimits(cfg.FDB.MaxLearned, cfg.FDB.LearnRate)
 	for _, n := range d.nets {
 		d.fdb.SetFlood(n.vni, n.flood)
 	}
@@ -132,6 +133,13 @@ func reservedPolicy(p config.ReservedPolicy) vxlan.ReservedPolicy {
 		return vxlan.ReservedStrict
 	}
 	return vxlan.ReservedIgnore
+}
+
+func partialPolicy(p config.PartialPolicy) vxlan.PartialPolicy {
+	if p == config.PartialDrop {
+		return vxlan.PartialDrop
+	}
+	return vxlan.PartialAccept
 }
 
 // coarseClock returns Unix seconds, the FDB's clock.
@@ -269,7 +277,7 @@ func (d *daemon) setup(o Options) error {
 			d.pools = append(d.pools, p)
 		}
 	}
-	d.neigh, err = newNeighbours(d.uplinkIndex, d.log)
+	d.neigh, err = newNeighbours(d.uplinkIndex, d.enter, d.log)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}

@@ -66,6 +66,9 @@ func startDaemonOpts(t *testing.T, cfg *config.Config, o testbed.Options, do Opt
 	testbedtest.RequirePrivileges(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if o.Prefix == "" {
+		o.Prefix = "mft"
+	}
 	topo, err := testbed.Build(ctx, o)
 	if err != nil {
 		t.Fatalf("build testbed: %v", err)

@@ -28,7 +28,16 @@ import (
 // own state machine: DELAY, a unicast probe, then REACHABLE, or FAILED and
 // a fresh broadcast resolution when the peer's address moved. The map
 // follows the kernel's table through neighbour notifications (and a
-// periodic refresh in case notifications were lost).
+// periodic refresh).
+//
+// Notifications come from a netlink socket of our own (neighsub_linux.go)
+// with a socket filter that lets only the uplink's IPv4 entries through,
+// so that the bridges' FDB messages (RTNLGRP_NEIGH carries them too, one
+// per MAC learned) cannot fill its buffer. Each notification only marks
+// the map dirty; the background goroutine re-reads the table once per
+// burst. When the kernel reports that notifications were lost (ENOBUFS),
+// the socket is replaced by a new subscription and the table re-read, and
+// the overrun is counted.
 type neighbours struct {
 	h       *netlink.Handle // in the daemon's namespace
 	ifindex int
@@ -38,15 +47,23 @@ type neighbours struct {
 	wantMu  sync.Mutex
 	wanted  map[[4]byte]bool
 	kick    chan struct{}
-	events  chan netlink.NeighUpdate // kernel notifications; closed by netlink when done closes
+	dirty   chan struct{} // a relevant notification, or a lost one: re-read the table
 	done    chan struct{}
 	wg      sync.WaitGroup
 	reprobe atomic.Uint64 // STALE entries marked used
-	log     *slog.Logger
+	// overruns counts the times the kernel dropped notifications for us
+	// (ENOBUFS); resubscribed counts new subscriptions after an error.
+	overruns, resubscribed atomic.Uint64
+	// inject hands the watcher errors to handle as if its socket had
+	// returned them (tests; nothing else sends on it).
+	inject chan error
+	enter  func(func() error) error // runs a function in the daemon's namespace
+	log    *slog.Logger
 }
 
-// newNeighbours must run inside the daemon's namespace.
-func newNeighbours(ifindex int, log *slog.Logger) (*neighbours, error) {
+// newNeighbours must run inside the daemon's namespace; enter runs a
+// function there (for resubscribing later, from another thread).
+func newNeighbours(ifindex int, enter func(func() error) error, log *slog.Logger) (*neighbours, error) {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open netlink handle: %w", err)
@@ -56,39 +73,37 @@ func newNeighbours(ifindex int, log *slog.Logger) (*neighbours, error) {
 		h.Close()
 		return nil, fmt.Errorf("open ARP probe socket: %w", err)
 	}
-	n := &neighbours{h: h, ifindex: ifindex, probe: fd, wanted: map[[4]byte]bool{}, log: log,
-		kick: make(chan struct{}, 1), events: make(chan netlink.NeighUpdate, 64), done: make(chan struct{})}
-	// The subscription's socket is opened in the calling thread's
-	// namespace, the daemon's. Its reader stops at the first error (an
-	// overrun, say); the periodic refresh then still keeps the map
-	// current, only slower.
-	opts := netlink.NeighSubscribeOptions{ErrorCallback: func(err error) {
-		select {
-		case <-n.done: // closing: the error is ours
-		default:
-			n.log.Warn("neighbour notifications", "err", err, "fallback", "the table is re-read every 10s")
-		}
-	}}
-	if err := netlink.NeighSubscribeWithOptions(n.events, n.done, opts); err != nil {
+	n := &neighbours{h: h, ifindex: ifindex, probe: fd, wanted: map[[4]byte]bool{}, log: log, enter: enter,
+		kick: make(chan struct{}, 1), dirty: make(chan struct{}, 1), done: make(chan struct{}), inject: make(chan error, 1)}
+	// The subscription's socket is opened here, in the daemon's
+	// namespace; a resubscription reopens it there through enter.
+	sub, err := openNeighSub(ifindex)
+	if err != nil {
 		unix.Close(fd)
 		h.Close()
 		return nil, fmt.Errorf("subscribe to neighbour notifications: %w", err)
 	}
 	empty := map[[4]byte][6]byte{}
 	n.cur.Store(&empty)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.background()
+	go n.watch(sub)
 	return n, nil
 }
 
 func (n *neighbours) close() {
-	close(n.done) // also closes the subscription, which then closes events
+	close(n.done)
 	n.wg.Wait()
-	for range n.events {
-		// Let netlink's reader finish a send it may be blocked in.
-	}
 	unix.Close(n.probe)
 	n.h.Close()
+}
+
+// markDirty asks the background goroutine to re-read the table.
+func (n *neighbours) markDirty() {
+	select {
+	case n.dirty <- struct{}{}:
+	default:
+	}
 }
 
 // lookup returns the next-hop MAC for vtep.
@@ -191,34 +206,13 @@ func (n *neighbours) refresh() { n.update(nil) }
 
 func (n *neighbours) background() {
 	defer n.wg.Done()
-	events := n.events
 	for {
 		select {
 		case <-n.done:
 			return
-		case u, ok := <-events:
-			if !ok {
-				events = nil // the periodic refresh still runs
-				continue
-			}
+		case <-n.dirty:
 			// One table read for a burst of notifications.
-			relevant := n.relevant(u)
-		drain:
-			for {
-				select {
-				case u, ok := <-events:
-					if !ok {
-						events = nil
-						break drain
-					}
-					relevant = relevant || n.relevant(u)
-				default:
-					break drain
-				}
-			}
-			if relevant {
-				n.update(nil)
-			}
+			n.update(nil)
 			continue
 		case <-n.kick:
 		}

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 
+	"mflow/bpf"
 	"mflow/dataplane"
 	"mflow/metrics"
 	"mflow/tap"
@@ -44,6 +45,20 @@ func (d *daemon) snapshot() metrics.Snapshot {
 	}
 	for r := 1; r < int(dataplane.NumDropReasons); r++ {
 		s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: dataplane.DropReason(r).String(), Packets: rxDrops[r]})
+	}
+	if d.prog != nil {
+		if c, err := d.prog.Counters(); err == nil {
+			for v := range bpf.NumVerdicts {
+				s.XDP = append(s.XDP, metrics.XDPVerdict{Verdict: v.String(), Packets: c.Packets[v]})
+			}
+		}
+	}
+	if d.neigh != nil {
+		s.NeighbourOverruns = d.neigh.overruns.Load()
+	}
+	if d.stage != nil {
+		s.PartialChecksums = d.stage.partial.Load()
+		s.FDB = metrics.FDB{Entries: uint64(d.fdb.Len()), TableFull: d.stage.learnFull.Load(), RateLimited: d.stage.learnRated.Load()}
 	}
 
 	// Encap. Read the outcomes before the inputs so that in flight is

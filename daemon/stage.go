@@ -96,17 +96,26 @@ type networkStage struct {
 	networks map[uint32]*network
 	fdb      *vxlan.FDB
 	clock    func() int64 // coarse time for FDB ageing
+	// partial counts delivered frames with a partial checksum
+	// (vxlan.InfoPartialChecksum, vxlan.InfoInnerPartial), added once per
+	// batch.
+	partial atomic.Uint64
+	// learnFull and learnRated count inner source MACs the FDB refused to
+	// learn (vxlan.LearnFull, vxlan.LearnRateLimited); their frames are
+	// delivered all the same. Added once per batch.
+	learnFull, learnRated atomic.Uint64
 }
 
 // Process implements dataplane.Stage.
 func (s *networkStage) Process(b *batch.Batch) {
 	now := s.clock()
+	var partial, full, rated uint64
 	for i := range b.N {
 		if b.Reason[i] != vxlan.Deliver {
 			continue
 		}
 		frame := b.Out[i]
-		inner, vni, src, r := s.dec.Decap(frame)
+		inner, vni, src, r, info := s.dec.DecapInfo(frame)
 		var n *network
 		if r == vxlan.Deliver {
 			n = s.networks[vni]
@@ -116,14 +125,37 @@ func (s *networkStage) Process(b *batch.Batch) {
 			case !n.allowed(src):
 				r = vxlan.DropPeer
 			default:
-				s.fdb.Learn(vni, vxlan.Ethernet(inner).Src(), src, now)
+				switch s.fdb.Learn(vni, vxlan.Ethernet(inner).Src(), src, now) {
+				case vxlan.LearnFull:
+					full++
+				case vxlan.LearnRateLimited:
+					rated++
+				}
 			}
 		}
 		b.Reason[i] = r
 		if r != vxlan.Deliver {
 			continue
 		}
+		if info != 0 {
+			// A partial checksum, outer or inner (vtep.partial_checksum:
+			// accept); an inner one is completed here, as the sender's
+			// device would have done.
+			partial++
+			if info&vxlan.InfoInnerPartial != 0 {
+				vxlan.CompleteInnerChecksum(inner)
+			}
+		}
 		b.Out[i], b.VNI[i], b.Net[i] = inner, vni, int32(n.index)
 		b.Offset[i] += uint32(vxlan.InnerOffset(frame))
+	}
+	if partial != 0 {
+		s.partial.Add(partial)
+	}
+	if full != 0 {
+		s.learnFull.Add(full)
+	}
+	if rated != 0 {
+		s.learnRated.Add(rated)
 	}
 }

@@ -25,7 +25,9 @@ type Stage interface {
 // DecapStage validates and decapsulates VxLAN frames: Out[i] becomes the
 // inner Ethernet frame (a sub-slice, no copy), Offset[i] where it starts
 // in Frames[i], VNI[i] its network, and a malformed frame is dropped with
-// the decoder's verdict as reason.
+// the decoder's verdict as reason. It is the benchmarks' stage: partial
+// checksums (vxlan.Decoder.Partial) are neither counted nor completed here;
+// the daemon's own stage does both.
 //
 // The zero value is usable (the zero vxlan.Decoder: port 4789). It is safe
 // for concurrent use as long as Decoder is not modified.

@@ -141,6 +141,21 @@ func (f Families) Snapshot() Snapshot {
 	s.MicroflowsDispatched = f.scalar(NameMicroflows)
 	s.InlineBatches = f.scalar(NameInlineBatches)
 	s.MergerWaits = f.scalar(NameMergerWaits)
+	s.PartialChecksums = f.scalar(NamePartialChecksums)
+	s.FDB.Entries = f.scalar(NameFDBEntries)
+	s.NeighbourOverruns = f.scalar(NameNeighbourOverruns)
+	f.each(NameXDPPackets, func(m *dto.Metric) {
+		s.XDP = append(s.XDP, XDPVerdict{Verdict: label(m, "verdict"), Packets: value(m)})
+	})
+	slices.SortFunc(s.XDP, func(a, b XDPVerdict) int { return strings.Compare(a.Verdict, b.Verdict) })
+	f.each(NameFDBLearnRefused, func(m *dto.Metric) {
+		switch label(m, "reason") {
+		case fdbRefusals[0]:
+			s.FDB.TableFull = value(m)
+		case fdbRefusals[1]:
+			s.FDB.RateLimited = value(m)
+		}
+	})
 
 	nets := map[string]*Network{}
 	var netOrder []string
@@ -277,7 +292,10 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 	}
 	section(rows)
 
-	rows = [][]string{{"counter", "value"}, {"micro-flows dispatched", u64(s.MicroflowsDispatched)}, {"of them inline", u64(s.InlineBatches)}, {"merger waits", u64(s.MergerWaits)}}
+	rows = [][]string{{"counter", "value"}, {"micro-flows dispatched", u64(s.MicroflowsDispatched)}, {"of them inline", u64(s.InlineBatches)}, {"merger waits", u64(s.MergerWaits)},
+		{"partial checksums accepted", u64(s.PartialChecksums)}, {"fdb entries", u64(s.FDB.Entries)},
+		{"fdb not learned: table full", u64(s.FDB.TableFull)}, {"fdb not learned: rate limited", u64(s.FDB.RateLimited)},
+		{"neighbour notification overruns", u64(s.NeighbourOverruns)}}
 	for i, n := range s.Workers {
 		rows = append(rows, []string{"worker " + strconv.Itoa(i) + " packets", u64(n)})
 	}
@@ -303,6 +321,15 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 		for _, n := range s.Networks {
 			rows = append(rows, []string{u64(uint64(n.VNI)), n.Device, u64(n.Delivered.Packets), u64(n.Delivered.Bytes),
 				u64(n.Transmitted.Packets), u64(n.Transmitted.Bytes), u64(n.KernelDrops)})
+		}
+	}
+	section(rows)
+
+	rows = nil
+	if len(s.XDP) > 0 {
+		rows = [][]string{{"xdp verdict", "packets"}}
+		for _, x := range s.XDP {
+			rows = append(rows, []string{x.Verdict, u64(x.Packets)})
 		}
 	}
 	section(rows)

@@ -23,6 +23,11 @@ const (
 	NameMicroflows                = "mflow_microflows_dispatched_total"
 	NameInlineBatches             = "mflow_inline_batches_total"
 	NameMergerWaits               = "mflow_merger_waits_total"
+	NamePartialChecksums          = "mflow_partial_checksum_accepted_total"
+	NameFDBEntries                = "mflow_fdb_entries"
+	NameFDBLearnRefused           = "mflow_fdb_learn_refused_total"
+	NameNeighbourOverruns         = "mflow_neighbour_overruns_total"
+	NameXDPPackets                = "mflow_xdp_packets_total"
 	NameNetworkDeliveredPackets   = "mflow_network_delivered_packets_total"
 	NameNetworkDeliveredBytes     = "mflow_network_delivered_bytes_total"
 	NameNetworkTransmittedPackets = "mflow_network_transmitted_packets_total"
@@ -37,8 +42,9 @@ const (
 // UMEM states (the "state" label of mflow_umem_frames) and XSK events (the
 // "event" label of mflow_xsk_events_total).
 var (
-	umemStates = []string{"free", "fill", "rx", "stages", "tx", "completion"}
-	xskEvents  = []string{"rx_dropped", "rx_invalid", "tx_invalid", "rx_ring_full", "fill_ring_empty", "tx_ring_empty"}
+	umemStates  = []string{"free", "fill", "rx", "stages", "tx", "completion"}
+	fdbRefusals = []string{"table_full", "rate_limited"}
+	xskEvents   = []string{"rx_dropped", "rx_invalid", "tx_invalid", "rx_ring_full", "fill_ring_empty", "tx_ring_empty"}
 )
 
 // SnapshotFunc returns the dataplane's counters; it is called once per
@@ -75,6 +81,11 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameMicroflows, "Micro-flows (batches) dispatched to workers, empty ones included.", nil},
 		{NameInlineBatches, "Batches of those processed on the receiving goroutine, no hand-off, nothing being in flight (steering.inline).", nil},
 		{NameMergerWaits, "Times the merger waited for the next micro-flow in sequence.", nil},
+		{NamePartialChecksums, "Received frames accepted with a partial checksum, outer or inner (the sender's checksum offload).", nil},
+		{NameXDPPackets, "Frames the uplink's XDP program gave each verdict (redirected, not_ours, no_socket, fragment, ip_options, peer_not_allowed), counted in the kernel.", []string{"verdict"}},
+		{NameNeighbourOverruns, "Times neighbour notifications were lost (netlink socket overrun); each is followed by a resubscription and a full re-read of the table.", nil},
+		{NameFDBEntries, "Stations (inner MACs) in the forwarding database, learned and static.", nil},
+		{NameFDBLearnRefused, "Inner source MACs not learned (their frames were delivered): the network's fdb.max_learned reached, or the VTEP's fdb.learn_rate used up.", []string{"reason"}},
 		{NameNetworkDeliveredPackets, "Decapsulated frames delivered per network.", []string{"vni", "device"}},
 		{NameNetworkDeliveredBytes, "Bytes of decapsulated frames delivered per network.", []string{"vni", "device"}},
 		{NameNetworkTransmittedPackets, "Frames encapsulated and transmitted per network.", []string{"vni", "device"}},
@@ -135,6 +146,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(NameMicroflows, s.MicroflowsDispatched)
 	counter(NameInlineBatches, s.InlineBatches)
 	counter(NameMergerWaits, s.MergerWaits)
+	counter(NamePartialChecksums, s.PartialChecksums)
+	gauge(NameFDBEntries, s.FDB.Entries)
+	counter(NameNeighbourOverruns, s.NeighbourOverruns)
+	for _, x := range s.XDP {
+		counter(NameXDPPackets, x.Packets, x.Verdict)
+	}
+	counter(NameFDBLearnRefused, s.FDB.TableFull, fdbRefusals[0])
+	counter(NameFDBLearnRefused, s.FDB.RateLimited, fdbRefusals[1])
 	for _, n := range s.Networks {
 		vni := strconv.FormatUint(uint64(n.VNI), 10)
 		counter(NameNetworkDeliveredPackets, n.Delivered.Packets, vni, n.Device)

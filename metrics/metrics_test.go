@@ -25,6 +25,10 @@ func sample() Snapshot {
 		Workers:              []uint64{400, 500, 0},
 		MicroflowsDispatched: 7,
 		MergerWaits:          3,
+		PartialChecksums:     5,
+		FDB:                  FDB{Entries: 12, TableFull: 3, RateLimited: 4},
+		NeighbourOverruns:    2,
+		XDP:                  []XDPVerdict{{"fragment", 6}, {"no_socket", 8}, {"redirected", 1000}},
 		Networks: []Network{
 			{VNI: 42, Device: "mflow42", Delivered: Counter{800, 80000}, Transmitted: Counter{400, 64000}},
 			{VNI: 43, Device: "mflow43", Delivered: Counter{100, 10000}, Transmitted: Counter{98, 16000}, KernelDrops: 7},
@@ -124,6 +128,12 @@ func TestExposition(t *testing.T) {
 		`mflow_worker_packets_total{worker="1"} 500`,
 		"mflow_microflows_dispatched_total 7",
 		"mflow_merger_waits_total 3",
+		"mflow_partial_checksum_accepted_total 5",
+		"mflow_fdb_entries 12",
+		"mflow_neighbour_overruns_total 2",
+		`mflow_xdp_packets_total{verdict="no_socket"} 8`,
+		`mflow_fdb_learn_refused_total{reason="table_full"} 3`,
+		`mflow_fdb_learn_refused_total{reason="rate_limited"} 4`,
 		`mflow_network_delivered_packets_total{device="mflow42",vni="42"} 800`,
 		`mflow_umem_frames{queue="0",state="tx"} 900`,
 		`mflow_umem_size_frames{queue="1"} 4096`,
@@ -237,7 +247,7 @@ func TestWriteTable(t *testing.T) {
 	}
 	out := b.String()
 	t.Logf("\n%s", out)
-	for _, want := range []string{"uplink eth1, XDP mode native", "unknown_vni", "mflow42", "merger waits", "worker 2 packets", "fill ring empty"} {
+	for _, want := range []string{"uplink eth1, XDP mode native", "unknown_vni", "mflow42", "merger waits", "partial checksums accepted", "fdb not learned: rate limited", "xdp verdict", "no_socket", "worker 2 packets", "fill ring empty"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q", want)
 		}

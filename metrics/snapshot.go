@@ -93,6 +93,27 @@ type UMEM struct {
 // Sum returns the frames accounted for in all states.
 func (u UMEM) Sum() uint64 { return u.Free + u.Fill + u.RX + u.Stages + u.TX + u.Completion }
 
+// XDPVerdict counts the frames the uplink's XDP program gave one verdict:
+// "redirected" (to mflow's AF_XDP sockets), "not_ours" (passed to the
+// kernel), "no_socket" (VxLAN for us on a queue mflow does not serve:
+// passed to the kernel), "fragment" and "ip_options" (for us, but passed
+// to the kernel), "peer_not_allowed" (dropped in the kernel).
+type XDPVerdict struct {
+	Verdict string
+	Packets uint64
+}
+
+// FDB describes the forwarding database (inner MAC → remote VTEP).
+type FDB struct {
+	// Entries is the number of stations in it (learned and static).
+	Entries uint64
+	// TableFull and RateLimited count inner source MACs that were not
+	// learned because their network had fdb.max_learned learned stations,
+	// or their VTEP had used up fdb.learn_rate for the second. Their
+	// frames were delivered; these are not drops.
+	TableFull, RateLimited uint64
+}
+
 // XSK holds the kernel's statistics of one AF_XDP socket
 // (XDP_STATISTICS). These packets never reached the dataplane, so they are
 // not part of the conservation property.
@@ -127,6 +148,21 @@ type Snapshot struct {
 	// MergerWaits counts the times the merger waited for the next sequence
 	// number.
 	MergerWaits uint64
+	// PartialChecksums counts the decapsulated frames accepted although
+	// their outer UDP checksum held only the pseudo-header sum (a sender's
+	// transmit checksum offload; vtep.partial_checksum: accept). They are
+	// not drops: each is also counted as received and delivered or
+	// dropped for another reason.
+	PartialChecksums uint64
+	// FDB is the forwarding database's size and learning refusals.
+	FDB FDB
+	// XDP holds the uplink XDP program's verdict counters, counted in
+	// the kernel before mflow sees a frame (optional).
+	XDP []XDPVerdict
+	// NeighbourOverruns counts the times the kernel dropped neighbour
+	// notifications for the daemon (its socket's buffer was full); each
+	// time the daemon resubscribed and re-read the neighbour table.
+	NeighbourOverruns uint64
 	// Networks is the per-VNI accounting (optional).
 	Networks []Network
 	// UMEM is the frame ownership per AF_XDP socket.

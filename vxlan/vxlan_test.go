@@ -53,6 +53,13 @@ func testEncoder() *Encoder {
 	return &Encoder{SrcMAC: testSrcMAC, SrcIP: testLocal}
 }
 
+// setPartial sets the outer UDP checksum of an encapFrame to the partial
+// one a sender with checksum offload leaves: the pseudo-header sum.
+func setPartial(pkt []byte) {
+	ulen := int(binary.BigEndian.Uint16(pkt[38:]))
+	binary.BigEndian.PutUint16(pkt[40:], pseudoSum(testLocal[:], testRemote.IP[:], ProtoUDP, ulen))
+}
+
 // fixIPv4 recomputes the outer IPv4 header checksum after a mutation.
 func fixIPv4(pkt []byte) { IPv4(pkt[14:]).SetChecksum() }
 
@@ -96,6 +103,8 @@ func TestDecapDropReasons(t *testing.T) {
 			return p
 		}, DropBadUDPLen},
 		{"bad UDP checksum", Decoder{}, func(p []byte) []byte { binary.BigEndian.PutUint16(p[40:], 0x1234); return p }, DropUDPChecksum},
+		{"partial UDP checksum, accept", Decoder{}, func(p []byte) []byte { setPartial(p); return p }, Deliver},
+		{"partial UDP checksum, drop", Decoder{Partial: PartialDrop}, func(p []byte) []byte { setPartial(p); return p }, DropPartialCsum},
 		{"I flag clear", Decoder{}, func(p []byte) []byte { p[42] = 0; return p }, DropNoIFlag},
 		{"reserved bit, ignore", Decoder{}, func(p []byte) []byte { p[43] = 0x80; return p }, Deliver},
 		{"reserved bit, strict", Decoder{Reserved: ReservedStrict}, func(p []byte) []byte { p[43] = 0x80; return p }, DropReserved},
@@ -336,24 +345,56 @@ func FuzzDecap(f *testing.F) {
 	csum.UDPChecksum = true
 	pkt2, _ := encapFrame(f, csum, 64, 1)
 	f.Add(pkt2, true, true)
+	pkt3 := bytes.Clone(pkt)
+	setPartial(pkt3)
+	f.Add(pkt3, false, false)
 	f.Fuzz(func(t *testing.T, frame []byte, strict, vlan bool) {
 		d := Decoder{AllowInnerVLAN: vlan}
 		if strict {
 			d.Reserved = ReservedStrict
 		}
 		orig := bytes.Clone(frame)
-		inner, _, _, r := d.Decap(frame)
+		inner, _, _, r, info := d.DecapInfo(frame)
 		if !bytes.Equal(orig, frame) {
 			t.Fatal("Decap modified its input")
 		}
 		if r >= NumReasons {
 			t.Fatalf("unknown verdict %d", r)
 		}
+		if _, _, _, r2 := d.Decap(frame); r2 != r {
+			t.Fatalf("Decap %v, DecapInfo %v", r2, r)
+		}
 		if r != Deliver {
-			if inner != nil {
-				t.Fatalf("drop %v returned an inner frame", r)
+			if inner != nil || info != 0 {
+				t.Fatalf("drop %v returned an inner frame or info %b", r, info)
+			}
+			if r == DropPartialCsum {
+				t.Fatal("DropPartialCsum under PartialAccept")
 			}
 			return
+		}
+		if info&^(InfoPartialChecksum|InfoInnerPartial) != 0 || info == InfoPartialChecksum|InfoInnerPartial {
+			t.Fatalf("info %b", info)
+		}
+		if info != 0 {
+			// The same frame is a drop under PartialDrop, with that reason.
+			pd := d
+			pd.Partial = PartialDrop
+			if _, _, _, r := pd.Decap(frame); r != DropPartialCsum {
+				t.Fatalf("info %b under PartialAccept, %v under PartialDrop", info, r)
+			}
+		}
+		if info&InfoInnerPartial != 0 {
+			// Completing the inner checksum makes the frame complete:
+			// the outer checksum then verifies over its bytes.
+			c := bytes.Clone(frame)
+			ci, _, _, _ := d.Decap(c)
+			if !CompleteInnerChecksum(ci) {
+				t.Fatal("InfoInnerPartial without an inner TCP or UDP segment")
+			}
+			if _, _, _, r, info := d.DecapInfo(c); r != Deliver || info != 0 {
+				t.Fatalf("after CompleteInnerChecksum: %v, info %b", r, info)
+			}
 		}
 		if len(inner) < EthernetLen {
 			t.Fatalf("delivered inner frame of %d bytes", len(inner))

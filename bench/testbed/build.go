@@ -98,6 +98,11 @@ func (t *Topology) wire() error {
 	if err := Veth(t.Peer, PeerWire, t.Host, HostUplink, VethOpts{MTU: WireMTU, RxQueues: q, TxQueues: q, NoOffloads: true}); err != nil {
 		return err
 	}
+	if t.Options.PeerTxChecksum {
+		if err := t.Peer.SetOffloads(PeerWire, Offloads{TxCsum: true}); err != nil {
+			return err
+		}
+	}
 	if err := t.Peer.AddAddr(PeerWire, fmt.Sprintf("%s/%d", PeerUnderlayIP, UnderlayBits)); err != nil {
 		return err
 	}

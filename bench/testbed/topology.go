@@ -56,6 +56,12 @@ type Options struct {
 	// KeepIPv6 leaves IPv6 on in the namespaces; by default it is turned off
 	// so that no neighbour discovery or MLD traffic disturbs packet counts.
 	KeepIPv6 bool
+	// PeerTxChecksum leaves transmit checksum offload on at the peer's
+	// end of the wire, as a veth made with iproute2 has it: the peer's
+	// VxLAN then sends frames whose outer UDP checksum holds only the
+	// pseudo-header sum (docs/ARCHITECTURE.md §5). Otherwise both wire
+	// ends have every offload off.
+	PeerTxChecksum bool
 }
 
 // Topology is a built testbed. Close removes it; Close is idempotent and
