@@ -105,18 +105,29 @@ func instructions() asm.Instructions {
 	insns = append(insns, asm.Ja.Label(lCountFr))
 	// IP options: IHL 6..15 (below 5 is not a valid header), then the
 	// UDP port behind the options and the destination VTEP.
+	// One branch per IHL, each reading the port at a constant offset: a
+	// packet pointer plus a variable offset is refused by the verifier
+	// for a loader without CAP_PERFMON (CAP_BPF alone, as the daemon
+	// runs), a constant one is not.
+	const lOptPort = "ip_options_port"
+	insns = append(insns, asm.And.Imm(asm.R5, 0x0f).WithSymbol(lOptions))
+	for ihl := 6; ihl <= 15; ihl++ {
+		insns = append(insns, asm.JEq.Imm(asm.R5, int32(ihl), fmt.Sprintf("ihl_%d", ihl)))
+	}
+	insns = append(insns, asm.Ja.Label(lPass)) // IHL below 5: not a valid header
+	for ihl := 6; ihl <= 15; ihl++ {
+		udp := int16(14 + 4*ihl)
+		insns = append(insns,
+			asm.Mov.Reg(asm.R4, asm.R7).WithSymbol(fmt.Sprintf("ihl_%d", ihl)),
+			asm.Add.Imm(asm.R4, int32(udp)+4),
+			asm.LoadMem(asm.R3, asm.R6, 4, asm.Word), // data_end (r3 was clobbered by the call)
+			asm.JGT.Reg(asm.R4, asm.R3, lPass),
+			asm.LoadMem(asm.R5, asm.R7, udp+2, asm.Half),
+			asm.Ja.Label(lOptPort),
+		)
+	}
 	insns = append(insns,
-		asm.And.Imm(asm.R5, 0x0f).WithSymbol(lOptions),
-		asm.JLT.Imm(asm.R5, 5, lPass),
-		asm.LSh.Imm(asm.R5, 2),
-		asm.Mov.Reg(asm.R4, asm.R7),
-		asm.Add.Reg(asm.R4, asm.R5), // start + IHL*4 (at most 60)
-		asm.Mov.Reg(asm.R5, asm.R4),
-		asm.Add.Imm(asm.R5, 14+8),
-		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word), // data_end (r3 was clobbered by the call)
-		asm.JGT.Reg(asm.R5, asm.R3, lPass),
-		asm.LoadMem(asm.R5, asm.R4, 14+2, asm.Half),
-		asm.LoadMem(asm.R4, asm.R8, 0, asm.Half),
+		asm.LoadMem(asm.R4, asm.R8, 0, asm.Half).WithSymbol(lOptPort),
 		asm.JNE.Reg(asm.R5, asm.R4, lPass),
 	)
 	insns = append(insns, addrInSet(30, mapVTEPs, lPass)...)
