@@ -40,7 +40,7 @@ type daemon struct {
 
 	prog  *bpf.Program
 	att   *bpf.Attachment
-	socks []*xsk.Socket
+	socks []xsk.Queue
 
 	nets   []*network
 	byVNI  map[uint32]*network
@@ -62,6 +62,7 @@ type daemon struct {
 	started   time.Time
 	devsOnce  sync.Once
 	stopping  atomic.Bool      // the transmit loops are to end
+	txHeld    atomic.Int64     // uplink UMEM frames the AF_XDP encap loop holds while it waits for its device
 	serving   atomic.Bool      // Run started every engine and loop and is not stopping
 	down      atomic.Bool      // set once teardown released the sockets
 	final     metrics.Snapshot // the last snapshot, taken before teardown
@@ -461,7 +462,7 @@ func (d *daemon) teardown() {
 	}
 	d.closeTAPs()
 	if !d.down.Load() {
-		d.final = d.snapshot()
+		d.final = d.snapshotAt(true)
 		d.down.Store(true)
 	}
 	for _, s := range d.socks {

@@ -67,6 +67,7 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 		if held > 0 {
 			s.Free(descs[:held])
 		}
+		d.txHeld.Store(0)
 	}()
 	for {
 		s.Complete()
@@ -87,6 +88,9 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 		for k := range held {
 			bufs[k] = s.Frame(descs[k])
 		}
+		// What the loop owns while it waits (the snapshot's measured
+		// in flight leaves these out).
+		d.txHeld.Store(int64(held))
 		m, err := t.Read(bufs[:held], sizes[:held], vxlan.Overhead)
 		if err != nil && m == 0 {
 			if d.readFailed(t, err, &lastWarn) {

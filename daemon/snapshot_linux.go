@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"mflow/bpf"
+	"mflow/config"
 	"mflow/dataplane"
 	"mflow/metrics"
 	"mflow/tap"
@@ -15,6 +16,13 @@ func (d *daemon) snapshot() metrics.Snapshot {
 	if d.down.Load() {
 		return d.final
 	}
+	return d.snapshotAt(false)
+}
+
+// snapshotAt takes a snapshot; final says that nothing moves any more (the
+// engines and encap loops have stopped), so the counters must balance
+// exactly (Flow.Window 0).
+func (d *daemon) snapshotAt(final bool) metrics.Snapshot {
 	s := metrics.Snapshot{Interface: d.uplinkName, XDPMode: d.xdpMode.String()}
 	d.enginesMu.Lock()
 	engines := append([]*dataplane.Engine(nil), d.engines...)
@@ -29,7 +37,6 @@ func (d *daemon) snapshot() metrics.Snapshot {
 		s.Decap.Received.Bytes += st.ReceivedBytes
 		s.Decap.Delivered.Packets += st.Delivered
 		s.Decap.Delivered.Bytes += st.DeliveredBytes
-		s.Decap.InFlight += st.InFlight
 		for r, n := range st.Dropped {
 			rxDrops[r] += n
 		}
@@ -112,8 +119,15 @@ func (d *daemon) snapshot() metrics.Snapshot {
 		s.Drops = append(s.Drops, metrics.Drop{Direction: metrics.Decap, Reason: reason, Packets: n})
 	}
 
+	// Decap in flight, measured: the uplink frames the stages own, less
+	// those the AF_XDP encap loop holds. While packets move, a frame can
+	// be owned before it is counted received (dispatcher) and counted
+	// delivered before it is released (output): at most one batch each
+	// per engine, and the encap loop's current batch.
+	var owned int64
 	for i, sk := range d.socks {
 		a := sk.Accounting()
+		owned += int64(a.InFlight)
 		s.UMEM = append(s.UMEM, metrics.UMEM{
 			Queue: d.queues[i], Size: uint64(a.Frames), Free: uint64(a.Free),
 			Fill: uint64(a.Rx - a.RxRing), RX: uint64(a.RxRing), Stages: uint64(a.InFlight),
@@ -123,6 +137,17 @@ func (d *daemon) snapshot() metrics.Snapshot {
 			k := ks.Kernel
 			s.XSK = append(s.XSK, metrics.XSK{Queue: d.queues[i], RxDropped: k.RxDropped, RxInvalid: k.RxInvalidDescs,
 				TxInvalid: k.TxInvalidDescs, RxRingFull: k.RxRingFull, FillRingEmpty: k.RxFillRingEmpty, TxRingEmpty: k.TxRingEmptyDescs})
+		}
+	}
+	s.Decap.InFlight = uint64(max(owned-d.txHeld.Load(), 0))
+	if !final {
+		batch := config.DefaultBatch
+		if d.cfg != nil {
+			batch = d.cfg.Steering.Batch
+		}
+		s.Decap.Window = uint64(len(engines) * 2 * batch)
+		if d.pools == nil {
+			s.Decap.Window += 3 * txBatch // the AF_XDP encap loop's frames between two stores of txHeld
 		}
 	}
 	return s

@@ -120,6 +120,14 @@ func (f Families) Snapshot() Snapshot {
 			s.Encap.InFlight = value(m)
 		}
 	})
+	f.each(NameInFlightWindow, func(m *dto.Metric) {
+		switch label(m, "direction") {
+		case Decap:
+			s.Decap.Window = value(m)
+		case Encap:
+			s.Encap.Window = value(m)
+		}
+	})
 	f.each(NameDropped, func(m *dto.Metric) {
 		// The kernel's drops are rebuilt from the XSK events and the
 		// networks' kernel drops (Snapshot.KernelDrops).
@@ -288,7 +296,7 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 	for _, dir := range []string{Decap, Encap} {
 		f, d := s.Flow(dir), s.Dropped(dir)
 		rows = append(rows, []string{dir, u64(f.Received.Packets), u64(f.Received.Bytes), u64(f.Delivered.Packets),
-			u64(f.Delivered.Bytes), u64(d), u64(f.InFlight), yes(f.Received.Packets == f.Delivered.Packets+d+f.InFlight)})
+			u64(f.Delivered.Bytes), u64(d), u64(f.InFlight), yes(f.Conserved(d))})
 	}
 	section(rows)
 

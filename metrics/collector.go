@@ -18,6 +18,7 @@ const (
 	NameTransmittedPackets        = "mflow_transmitted_packets_total"
 	NameTransmittedBytes          = "mflow_transmitted_bytes_total"
 	NameInFlight                  = "mflow_in_flight_packets"
+	NameInFlightWindow            = "mflow_in_flight_window_packets"
 	NameDropped                   = "mflow_dropped_packets_total"
 	NameWorkerPackets             = "mflow_worker_packets_total"
 	NameMicroflows                = "mflow_microflows_dispatched_total"
@@ -75,7 +76,8 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameEncapReceivedBytes, "Bytes of the frames read from the devices (inner frames).", nil},
 		{NameTransmittedPackets, "Encapsulated frames handed to the uplink's AF_XDP tx rings (encap output).", nil},
 		{NameTransmittedBytes, "Bytes of the encapsulated frames transmitted (outer frames).", nil},
-		{NameInFlight, "Packets inside the stages at the scrape; received = delivered + dropped + in flight per direction.", []string{"direction"}},
+		{NameInFlight, "Packets inside the stages at the scrape (decap: measured from UMEM ownership); received = delivered + dropped + in flight per direction, within the window.", []string{"direction"}},
+		{NameInFlightWindow, "How far received and delivered + dropped + in flight may disagree at a scrape while packets move (0 once stopped).", []string{"direction"}},
 		{NameDropped, "Packets dropped, by direction (decap, encap) and reason; reasons xsk_rx_dropped, xsk_rx_ring_full and device_kernel_dropped are the kernel's drops before mflow received the frames (not part of conservation).", []string{"direction", "reason"}},
 		{NameWorkerPackets, "Packets processed per worker.", []string{"worker"}},
 		{NameMicroflows, "Micro-flows (batches) dispatched to workers, empty ones included.", nil},
@@ -127,6 +129,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(NameTransmittedBytes, s.Encap.Delivered.Bytes)
 	gauge(NameInFlight, s.Decap.InFlight, Decap)
 	gauge(NameInFlight, s.Encap.InFlight, Encap)
+	gauge(NameInFlightWindow, s.Decap.Window, Decap)
+	gauge(NameInFlightWindow, s.Encap.Window, Encap)
 	// Merge duplicate labels rather than fail the scrape (Check reports them).
 	drops := map[[2]string]uint64{}
 	order := [][2]string{}
