@@ -579,6 +579,8 @@ func (c *Config) Effective() string {
 	cc := *c
 	cc.Networks = append([]Network(nil), c.Networks...)
 	cc.applyDefaults()
+	// Keys whose default depends on others print their effective value.
+	cc.VTEP.UDPChecksum, cc.Steering.Inline = ptr(cc.VTEP.OuterUDPChecksum()), ptr(cc.Steering.InlineFrames())
 	var b strings.Builder
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -588,6 +590,8 @@ func (c *Config) Effective() string {
 	enc.Close()
 	return b.String()
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // String returns Effective().
 func (c *Config) String() string { return c.Effective() }

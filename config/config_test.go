@@ -89,7 +89,7 @@ networks:
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
 		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "max_learned: 4096", "learn_rate: 1000", "mtu: 1450", "type: tap", "level: info",
-		"source_ports: 49152-65535", "transmit: socket", "spin_us: 50"} {
+		"source_ports: 49152-65535", "transmit: socket", "spin_us: 50", "inline: 16", "udp_checksum: true"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
 		}
@@ -123,6 +123,11 @@ func TestEffectiveRoundTrip(t *testing.T) {
 		t.Fatalf("Parse(Effective()): %v\n%s", err, c.Effective())
 	}
 	c.root, c2.root = nil, nil
+	// Effective prints the effective value of the keys whose default
+	// depends on others (unset in c, set in c2): compare those values.
+	for _, x := range []*Config{c, c2} {
+		x.VTEP.UDPChecksum, x.Steering.Inline = ptr(x.VTEP.OuterUDPChecksum()), ptr(x.Steering.InlineFrames())
+	}
 	if !reflect.DeepEqual(c, c2) {
 		t.Errorf("round trip differs:\ngot  %+v\nwant %+v", c2, c)
 	}

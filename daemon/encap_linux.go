@@ -80,9 +80,13 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 			if d.stopping.Load() {
 				return
 			}
-			// Wait on the socket (not a sleep): it returns once the
-			// kernel has completed frames or made room.
-			s.PollTx(10 * time.Millisecond)
+			// Wait on the socket: it returns once the kernel has
+			// completed frames or made room on the ring. Room without
+			// completions (a zero-copy NIC still sending) cannot be
+			// waited for in poll; then give the NIC a moment.
+			if ok, _ := s.PollTx(10 * time.Millisecond); ok && s.Complete() == 0 {
+				time.Sleep(20 * time.Microsecond)
+			}
 			continue
 		}
 		for k := range held {

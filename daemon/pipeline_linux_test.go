@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -455,20 +456,33 @@ func TestEncapWithFakes(t *testing.T) {
 	}
 }
 
-// TestXSKSourceSpin: with spinning on, the uplink source hands out a frame
-// that arrives while it spins and one that arrives after the spin gave up
-// (it then waits in poll), each once.
+// pollCounter counts the waits in poll of the queue it wraps.
+type pollCounter struct {
+	xsk.Queue
+	polls atomic.Int64
+}
+
+func (p *pollCounter) PollRx(timeout time.Duration) (bool, error) {
+	p.polls.Add(1)
+	return p.Queue.PollRx(timeout)
+}
+
+// TestXSKSourceSpin: with spinning on, the uplink source takes a frame
+// that arrives while it spins without waiting in poll, and one that
+// arrives after the spin gave up after waiting there; each once.
 func TestXSKSourceSpin(t *testing.T) {
 	q, err := xsktest.New(xsk.Options{NumFrames: 64, FillSize: 32, RxSize: 32})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	src := newXSKSource(q, 16)
-	src.spin = 20 * time.Millisecond
+	pc := &pollCounter{Queue: q}
+	src := newXSKSource(pc, 16)
+	src.spin = 50 * time.Millisecond
 	dst := make([][]byte, 16)
 	handles := make([]batch.Handle, 16)
-	for i, delay := range []time.Duration{time.Millisecond, 80 * time.Millisecond} {
+	for i, delay := range []time.Duration{time.Millisecond, 150 * time.Millisecond} {
+		pc.polls.Store(0)
 		go func() {
 			time.Sleep(delay)
 			f := make([]byte, 60)
@@ -480,6 +494,9 @@ func TestXSKSourceSpin(t *testing.T) {
 			t.Fatalf("frame sent after %v: Read = %d, %v", delay, n, err)
 		}
 		src.Release(handles[:n])
+		if polls := pc.polls.Load(); (i == 0) != (polls == 0) {
+			t.Errorf("frame sent after %v, spinning for %v: %d waits in poll", delay, src.spin, polls)
+		}
 	}
 }
 

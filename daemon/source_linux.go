@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -52,6 +53,9 @@ func (x *xskSource) Read(ctx context.Context, dst [][]byte, handles []batch.Hand
 				x.spinEnd = now.Add(x.spin)
 			}
 			if now.Before(x.spinEnd) {
+				// Other goroutines first (this one holds a processor),
+				// then other threads.
+				runtime.Gosched()
 				unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 				continue
 			}

@@ -113,7 +113,8 @@ type Engine struct {
 
 	workers []workerCounters // per worker, written by that worker
 
-	// Written by the output goroutine only.
+	// Written by the output goroutine (and by the dispatcher for inline
+	// batches, never at the same time).
 	delivered      atomic.Uint64
 	deliveredBytes atomic.Uint64
 	released       atomic.Uint64

@@ -80,7 +80,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameInFlightWindow, "How far received and delivered + dropped + in flight may disagree at a scrape while packets move (0 once stopped).", []string{"direction"}},
 		{NameDropped, "Packets dropped, by direction (decap, encap) and reason; reasons xsk_rx_dropped, xsk_rx_ring_full and device_kernel_dropped are the kernel's drops before mflow received the frames (not part of conservation).", []string{"direction", "reason"}},
 		{NameWorkerPackets, "Packets processed per worker.", []string{"worker"}},
-		{NameMicroflows, "Micro-flows (batches) dispatched to workers, empty ones included.", nil},
+		{NameMicroflows, "Micro-flows (batches) the dispatchers formed, the inline ones included.", nil},
 		{NameInlineBatches, "Batches of those processed on the receiving goroutine, no hand-off, nothing being in flight (steering.inline).", nil},
 		{NameMergerWaits, "Times the merger waited for the next micro-flow in sequence.", nil},
 		{NamePartialChecksums, "Received frames accepted with a partial checksum, outer or inner (the sender's checksum offload).", nil},

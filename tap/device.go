@@ -121,7 +121,7 @@ func (d *Device) Stats() Stats {
 }
 
 // SetReadSpin makes Read, when the device has nothing for it, retry for up
-// to d (yielding the CPU between tries, so that a waiting thread runs)
+// to d (yielding to other goroutines and threads between tries)
 // before it parks in the runtime's poller: a packet that comes within d
 // is read without a wake-up, at the price of a CPU kept busy (but not
 // held) meanwhile. 0, the default, parks at once. Call it from the

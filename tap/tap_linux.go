@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -149,6 +150,9 @@ func (d *Device) readLoop(fd uintptr) bool {
 						d.spinEnd = now.Add(d.spin)
 					}
 					if now.Before(d.spinEnd) {
+						// Other goroutines first (this one holds a
+						// processor), then other threads.
+						runtime.Gosched()
 						unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 						continue
 					}

@@ -13,6 +13,8 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"mflow/bpf"
 	"mflow/config"
@@ -42,6 +44,10 @@ const (
 	childUnordered  = "MFLOW_HARNESS_DAEMON_UNORDERED"  // "1": Options.Unordered
 	childCPUProfile = "MFLOW_HARNESS_DAEMON_CPUPROFILE" // write a CPU profile here
 )
+
+// childStopTimeout bounds how long stop waits for the child to stop its
+// daemon before it kills it.
+const childStopTimeout = 30 * time.Second
 
 // childReply is one answer of the child.
 type childReply struct {
@@ -114,7 +120,8 @@ func runChild(yaml string, in io.Reader, out, logw io.Writer) int {
 			reply(false, nil)
 		}
 	}
-	// Counters after the engines stopped, then the teardown.
+	// The final counters (Run has stopped the engines and torn down, so
+	// the XDP counters are gone by now: XDPErr says so).
 	cancel()
 	err = <-done
 	reply(true, err)
@@ -153,6 +160,10 @@ func startChild(enter func(func() error) error, yaml, transmit string, unordered
 		cmd.Env = append(cmd.Env, childUnordered+"=1")
 	}
 	cmd.Stderr = logw
+	// Its own process group: a Ctrl-C to the harness reaches the harness
+	// only, which then stops the child through its stdin (and gets its
+	// final counters).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -226,6 +237,9 @@ func (c *childDaemon) stop() error {
 	}
 	c.in.Close()
 	c.in = nil
+	// A child that does not stop in time is killed (its error says so).
+	kill := time.AfterFunc(childStopTimeout, func() { c.cmd.Process.Kill() })
+	defer kill.Stop()
 	r, rerr := c.read()
 	werr := c.cmd.Wait()
 	switch {

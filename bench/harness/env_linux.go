@@ -137,7 +137,7 @@ func setup(ctx context.Context, o *Options, m Mode) (e *env, err error) {
 }
 
 // startDaemon runs mflow for the host namespace with the mode's policy
-// and workers: as a process of its own (see child_linux.go), or inside the
+// and workers: as a process of its own (see child.go), or inside the
 // harness's process with Options.InProcess.
 func (e *env) startDaemon() error {
 	o, m := e.o, e.mode
