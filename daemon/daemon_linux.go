@@ -63,6 +63,7 @@ type daemon struct {
 	devsOnce  sync.Once
 	stopping  atomic.Bool      // the transmit loops are to end
 	txHeld    atomic.Int64     // uplink UMEM frames the AF_XDP encap loop holds while it waits for its device
+	txBusy    atomic.Int64     // frames (and flood copies) the encap loops hold in their current iteration
 	serving   atomic.Bool      // Run started every engine and loop and is not stopping
 	down      atomic.Bool      // set once teardown released the sockets
 	final     metrics.Snapshot // the last snapshot, taken before teardown

@@ -102,6 +102,10 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 			}
 			continue
 		}
+		// Owned until transmitted or freed below: the snapshot's encap
+		// in flight.
+		busy := int64(m)
+		d.txBusy.Add(busy)
 		out = out[:0]
 		var queued [txBatch]bool
 		for k := range m {
@@ -134,6 +138,8 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 				desc := xsk.Desc{Addr: descs[k].Addr, Len: uint32(size)}
 				if p < len(peers)-1 {
 					d.tx.copies.Add(1)
+					d.txBusy.Add(1)
+					busy++
 					if s.Alloc(extra) == 0 {
 						d.tx.drops[txNoFrame].Add(1)
 						continue
@@ -165,6 +171,7 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 		}
 		copy(descs, descs[m:held])
 		held -= m
+		d.txBusy.Add(-busy)
 	}
 }
 

@@ -107,7 +107,20 @@ func (d *daemon) snapshotAt(final bool) metrics.Snapshot {
 	}
 	s.Encap.Received = metrics.Counter{Packets: read, Bytes: readBytes}
 	s.Encap.Delivered = metrics.Counter{Packets: delivered, Bytes: deliveredBytes}
-	s.Encap.InFlight = read - delivered - dropped
+	// Measured: what the encap loops hold in their current iteration.
+	s.Encap.InFlight = uint64(max(d.txBusy.Load(), 0))
+	if !final {
+		// A read counted before the loop holds it, or a flood copy
+		// counted before its send: at most a batch (times the peers)
+		// per loop.
+		peers := 1
+		for _, n := range d.nets {
+			if p := n.peers.Load(); p != nil {
+				peers = max(peers, len(*p))
+			}
+		}
+		s.Encap.Window = uint64(len(d.devs) * txBatch * (1 + peers))
+	}
 
 	// A frame the kernel refused on a TAP write (or a veth's transmit
 	// could not take) was counted delivered by the engine once its batch

@@ -255,6 +255,10 @@ func (d *daemon) encapLoopSocket(i int, p *sockPool) {
 			}
 			continue
 		}
+		// Owned until the iteration's last flush: the snapshot's encap
+		// in flight.
+		busy := int64(m)
+		d.txBusy.Add(busy)
 		for k := range m {
 			dg := bufs[k][:vxlan.HeaderLen+sizes[k]]
 			vxlan.PutHeader(dg, n.vni)
@@ -277,11 +281,14 @@ func (d *daemon) encapLoopSocket(i int, p *sockPool) {
 			}
 			flush()
 			d.tx.copies.Add(uint64(len(peers) - 1))
+			d.txBusy.Add(int64(len(peers) - 1))
+			busy += int64(len(peers) - 1)
 			for _, vtep := range peers {
 				r.sock, r.vtep, r.tos, r.dg, r.bytes = sock, vtep, tos, append(r.dg, dg), len(dg)
 				flush()
 			}
 		}
 		flush()
+		d.txBusy.Add(-busy)
 	}
 }

@@ -230,8 +230,20 @@ func TestInlineSwitches(t *testing.T) {
 			const count = 20000
 			tr := newTraffic(t, 1+r.IntN(4), 0.02, seed)
 			sizes := rand.New(rand.NewPCG(seed, 8))
+			var e *Engine // for the source's pauses
 			src, err := memio.NewSource(memio.SourceConfig{Buffers: 4096, FrameSize: 256, Count: count, Gen: tr.gen,
-				BurstOf: func(uint64) int {
+				BurstOf: func(k uint64) int {
+					if k%16 == 0 && e != nil {
+						// A pause until the pipeline has drained, then a
+						// shallow read: the inline way, however slow the
+						// workers are (the race detector).
+						for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(200 * time.Microsecond) {
+							if st := e.Stats(); st.Released == st.Received {
+								break
+							}
+						}
+						return 1 + sizes.IntN(4)
+					}
 					if sizes.IntN(2) == 0 {
 						return 1 + sizes.IntN(4) // shallow
 					}
@@ -250,7 +262,7 @@ func TestInlineSwitches(t *testing.T) {
 			}}
 			cfg := Config{Policy: steer.Microflow, Workers: 1 + r.IntN(4), Batch: 256, Inline: 4,
 				Stages: []Stage{&DecapStage{}, &delayStage{seed: seed, prob: 0.1, max: 100 * time.Microsecond}}}
-			e, err := New(src, sink, cfg)
+			e, err = New(src, sink, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -59,10 +59,10 @@ type Flow struct {
 	// InFlight is the number of packets inside the stages (dispatcher,
 	// workers, merger, sink queues) at the snapshot. For decap it is
 	// measured, not derived: the uplink UMEM frames the stages own (less
-	// those the AF_XDP encap path holds), so that a frame mflow loses
-	// without counting shows as a mismatch in Check. For encap it is the
-	// residual received − delivered − dropped (each encap loop owns its
-	// batch only within one iteration).
+	// those the AF_XDP encap path holds); for encap, the frames the encap
+	// loops hold in their current iteration. Both are measured, not
+	// derived, so that a frame mflow loses without counting shows as a
+	// mismatch in Check.
 	InFlight uint64
 	// Window bounds how far Received and Delivered + dropped + InFlight
 	// may disagree in a snapshot taken while packets move (frames
