@@ -11,8 +11,9 @@ const RetryFor = 10 * time.Millisecond
 // waiting on the socket, PollTx, for room: no sleeps), or until stop
 // (when not nil) says to give up. It returns how many
 // descriptors the ring took, which the caller no longer owns, and the
-// error of a wakeup the kernel refused (the device is gone or down); the
-// caller still owns out[n:].
+// error of a wakeup the kernel refused or of the wait on the socket (the
+// device is gone or down, or the socket closed); the caller still owns
+// out[n:].
 func TransmitRetry(q Queue, out []Desc, stop func() bool) (int, error) {
 	var deadline time.Time
 	sent := 0
