@@ -323,7 +323,7 @@ func (d *daemon) run(ctx context.Context) error {
 			ecfg.Affinity = &dataplane.Affinity{Dispatcher: c.Dispatcher, Workers: c.Workers}
 		}
 		src := newXSKSource(s, cfg.Steering.Batch)
-		src.spin = cfg.Steering.Spin()
+		src.spin.For = cfg.Steering.Spin()
 		e, err := dataplane.New(src, newDeviceSink(d, cfg.Steering.Batch), ecfg)
 		if err != nil {
 			// Engines already running use the sockets: stop them

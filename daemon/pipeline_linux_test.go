@@ -478,7 +478,7 @@ func TestXSKSourceSpin(t *testing.T) {
 	defer q.Close()
 	pc := &pollCounter{Queue: q}
 	src := newXSKSource(pc, 16)
-	src.spin = 50 * time.Millisecond
+	src.spin.For = 50 * time.Millisecond
 	dst := make([][]byte, 16)
 	handles := make([]batch.Handle, 16)
 	for i, delay := range []time.Duration{time.Millisecond, 150 * time.Millisecond} {
@@ -495,7 +495,7 @@ func TestXSKSourceSpin(t *testing.T) {
 		}
 		src.Release(handles[:n])
 		if polls := pc.polls.Load(); (i == 0) != (polls == 0) {
-			t.Errorf("frame sent after %v, spinning for %v: %d waits in poll", delay, src.spin, polls)
+			t.Errorf("frame sent after %v, spinning for %v: %d waits in poll", delay, src.spin.For, polls)
 		}
 	}
 }

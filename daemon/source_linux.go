@@ -2,12 +2,10 @@ package daemon
 
 import (
 	"context"
-	"runtime"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"mflow/batch"
+	"mflow/internal/spin"
 	"mflow/xsk"
 )
 
@@ -17,11 +15,10 @@ import (
 // addresses. Read and Release run on different goroutines; the socket is
 // safe for that, and each side has its own descriptor buffer.
 type xskSource struct {
-	s       xsk.Queue
-	spin    time.Duration // retry this long (yielding the CPU) before waiting in poll
-	spinEnd time.Time     // when the current spin gives up; zero: not spinning
-	rd      []xsk.Desc    // Read's buffer
-	rel     []xsk.Desc    // Release's buffer
+	s    xsk.Queue
+	spin spin.Spinner // retries before waiting in poll
+	rd   []xsk.Desc   // Read's buffer
+	rel  []xsk.Desc   // Release's buffer
 }
 
 func newXSKSource(s xsk.Queue, n int) *xskSource {
@@ -38,7 +35,7 @@ func (x *xskSource) Read(ctx context.Context, dst [][]byte, handles []batch.Hand
 	}
 	for {
 		if n := x.s.Receive(x.rd[:len(dst)]); n > 0 {
-			x.spinEnd = time.Time{}
+			x.spin.Reset()
 			for i, d := range x.rd[:n] {
 				dst[i], handles[i] = x.s.Frame(d), batch.Handle(d.Addr)
 			}
@@ -47,19 +44,8 @@ func (x *xskSource) Read(ctx context.Context, dst [][]byte, handles []batch.Hand
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if x.spin > 0 {
-			now := time.Now()
-			if x.spinEnd.IsZero() {
-				x.spinEnd = now.Add(x.spin)
-			}
-			if now.Before(x.spinEnd) {
-				// Other goroutines first (this one holds a processor),
-				// then other threads.
-				runtime.Gosched()
-				unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-				continue
-			}
-			x.spinEnd = time.Time{}
+		if x.spin.Again() {
+			continue
 		}
 		if _, err := x.s.PollRx(pollInterval); err != nil {
 			return 0, err

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"mflow/internal/spin"
 )
 
 // Device is an open TAP device. Read must be called from one goroutine at
@@ -35,8 +37,7 @@ type Device struct {
 	rdErr    error
 	rdStats  Stats // counted during one Read, added to stats at its end
 	readFn   func(fd uintptr) bool
-	spin     time.Duration // SetReadSpin
-	spinEnd  time.Time     // when the current spin gives up; zero: not spinning
+	spin     spin.Spinner // SetReadSpin
 
 	dropMu   sync.Mutex      // guards nl, drops and dropBase
 	nl       *netlink.Handle // in the device's namespace, for KernelDrops; nil once closed
@@ -126,7 +127,7 @@ func (d *Device) Stats() Stats {
 // is read without a wake-up, at the price of a CPU kept busy (but not
 // held) meanwhile. 0, the default, parks at once. Call it from the
 // reading goroutine, or before Read is first called.
-func (d *Device) SetReadSpin(spin time.Duration) { d.spin = spin }
+func (d *Device) SetReadSpin(spin time.Duration) { d.spin.For = spin }
 
 // Read blocks until the kernel has at least one packet for the device,
 // then reads packets while more are ready and the buffers last. Each

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -144,19 +142,8 @@ func (d *Device) readLoop(fd uintptr) bool {
 				if d.rdN > 0 {
 					return true
 				}
-				if d.spin > 0 {
-					now := time.Now()
-					if d.spinEnd.IsZero() {
-						d.spinEnd = now.Add(d.spin)
-					}
-					if now.Before(d.spinEnd) {
-						// Other goroutines first (this one holds a
-						// processor), then other threads.
-						runtime.Gosched()
-						unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-						continue
-					}
-					d.spinEnd = time.Time{}
+				if d.spin.Again() {
+					continue
 				}
 				return false
 			case err != nil:
@@ -166,7 +153,8 @@ func (d *Device) readLoop(fd uintptr) bool {
 				d.rdErr = io.EOF
 				return true
 			}
-			d.pending, d.spinEnd = n, time.Time{}
+			d.pending = n
+			d.spin.Reset()
 			d.rdStats.ReadPackets++
 			d.rdStats.ReadBytes += uint64(max(n-VirtioNetHdrLen, 0))
 		}

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package spin
+
+// yieldThread: only the goroutine yield elsewhere.
+func yieldThread() {}
