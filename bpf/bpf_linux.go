@@ -14,3 +14,9 @@ func attachXDP(prog *ebpf.Program, ifindex int, m Mode) (link.Link, error) {
 	}
 	return link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: flags})
 }
+
+// attachTCXIngress attaches a SchedCLS program to the ingress of
+// ifindex with TCX.
+func attachTCXIngress(prog *ebpf.Program, ifindex int) (link.Link, error) {
+	return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
+}

@@ -10,3 +10,6 @@ import (
 // attachXDP returns ErrUnsupported: XDP is Linux's (loading the program
 // already fails here, cilium/ebpf reports BPF as unsupported).
 func attachXDP(*ebpf.Program, int, Mode) (link.Link, error) { return nil, ErrUnsupported }
+
+// attachTCXIngress returns ErrUnsupported.
+func attachTCXIngress(*ebpf.Program, int) (link.Link, error) { return nil, ErrUnsupported }

@@ -119,15 +119,20 @@ type VTEP struct {
 	TTL int `yaml:"ttl"`
 	// Transmit is the encap transmit path: "socket" (kernel UDP sockets,
 	// one sendmsg with UDP segmentation offload per run of a flow's
-	// frames) or "af_xdp" (AF_XDP transmit on the uplink's first queue).
+	// frames), "af_xdp" (AF_XDP transmit on the uplink's first queue) or
+	// "tunnel" (each frame or TSO super-frame read from the device is
+	// written, behind its outer headers, as one UDP-tunnel GSO packet
+	// into a transmit TAP whose ingress redirects to the uplink; Linux
+	// 6.17+, networks with a TAP device only).
 	Transmit Transmit `yaml:"transmit"`
 	// UDPChecksum says whether encapsulated frames carry an outer UDP
-	// checksum. Unset: none on the af_xdp path (as the kernel's VxLAN
+	// checksum. Unset: none on the af_xdp and tunnel paths (as the kernel's VxLAN
 	// device with its default noudpcsum), and one on the socket path,
 	// where the kernel's UDP segmentation offload requires it (it is
 	// then left to the NIC's checksum offload). false with transmit:
 	// socket is refused for that reason; true makes the af_xdp path
-	// compute it in software.
+	// compute it in software and the tunnel path have the kernel
+	// compute it per segment.
 	UDPChecksum *bool `yaml:"udp_checksum"`
 }
 
@@ -137,7 +142,7 @@ func (v VTEP) OuterUDPChecksum() bool {
 	if v.UDPChecksum != nil {
 		return *v.UDPChecksum
 	}
-	return v.Transmit != TransmitAFXDP
+	return v.Transmit == TransmitSocket
 }
 
 // DefaultSourcePorts is the outer UDP source port range when the config
@@ -166,6 +171,7 @@ type Transmit string
 const (
 	TransmitSocket Transmit = "socket"
 	TransmitAFXDP  Transmit = "af_xdp"
+	TransmitTunnel Transmit = "tunnel"
 	// DefaultTransmit is the transmit path when the config names none.
 	DefaultTransmit = TransmitSocket
 )

@@ -132,12 +132,12 @@ func (c *Config) Validate() error {
 		cl.add("vtep.ttl", "%d is not a TTL (1..255, or 0 for the default 64)", c.VTEP.TTL)
 	}
 	switch c.VTEP.Transmit {
-	case TransmitSocket, TransmitAFXDP:
+	case TransmitSocket, TransmitAFXDP, TransmitTunnel:
 	default:
-		cl.add("vtep.transmit", "%q is not one of socket, af_xdp", c.VTEP.Transmit)
+		cl.add("vtep.transmit", "%q is not one of socket, af_xdp, tunnel", c.VTEP.Transmit)
 	}
 	if c.VTEP.UDPChecksum != nil && !*c.VTEP.UDPChecksum && c.VTEP.Transmit == TransmitSocket {
-		cl.add("vtep.udp_checksum", "false needs vtep.transmit: af_xdp (the kernel's UDP segmentation offload, which the socket path uses, always sends a checksum)")
+		cl.add("vtep.udp_checksum", "false needs vtep.transmit: af_xdp or tunnel (the kernel's UDP segmentation offload, which the socket path uses, always sends a checksum)")
 	}
 
 	// networks
@@ -160,6 +160,9 @@ func (c *Config) Validate() error {
 		case DeviceTAP, DeviceVeth:
 		default:
 			cl.add(p+".device.type", "%q is not one of tap, veth", d.Type)
+		}
+		if d.Type == DeviceVeth && c.VTEP.Transmit == TransmitTunnel {
+			cl.add(p+".device.type", "veth needs vtep.transmit socket or af_xdp (the tunnel path reads super-frames from a TAP)")
 		}
 		if d.Name == "" {
 			cl.add(p+".device.name", "required")

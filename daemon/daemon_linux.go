@@ -48,25 +48,28 @@ type daemon struct {
 	devMu  []sync.Mutex // one writer at a time per device
 	fdb    vxlan.FDB
 	neigh  *neighbours
-	hops   nextHops    // d.neigh, or a fake in tests
-	pools  []*sockPool // per network, with vtep.transmit: socket
+	hops   nextHops      // d.neigh, or a fake in tests
+	pools  []*sockPool   // per network, with vtep.transmit: socket
+	tunTx  *tap.Tx       // with vtep.transmit: tunnel, one queue per network
+	redir  *bpf.Redirect // from tunTx's ingress to the uplink
 	stage  *networkStage
 	policy steer.Policy
 	// unordered bypasses the microflow merger (Options.Unordered).
 	unordered bool
 
-	enginesMu sync.Mutex
-	engines   []*dataplane.Engine
-	tx        txCounters
-	xdpMode   bpf.Mode
-	started   time.Time
-	devsOnce  sync.Once
-	stopping  atomic.Bool      // the transmit loops are to end
-	txHeld    atomic.Int64     // uplink UMEM frames the AF_XDP encap loop holds while it waits for its device
-	txBusy    atomic.Int64     // frames (and flood copies) the encap loops hold in their current iteration
-	serving   atomic.Bool      // Run started every engine and loop and is not stopping
-	down      atomic.Bool      // set once teardown released the sockets
-	final     metrics.Snapshot // the last snapshot, taken before teardown
+	enginesMu  sync.Mutex
+	engines    []*dataplane.Engine
+	tx         txCounters
+	xdpMode    bpf.Mode
+	started    time.Time
+	devsOnce   sync.Once
+	stopping   atomic.Bool      // the transmit loops are to end
+	txHeld     atomic.Int64     // uplink UMEM frames the AF_XDP encap loop holds while it waits for its device
+	txBusy     atomic.Int64     // frames (and flood copies) the encap loops hold in their current iteration
+	txBatchMax atomic.Int64     // the most wire frames one tunnel encap iteration held (for the encap window)
+	serving    atomic.Bool      // Run started every engine and loop and is not stopping
+	down       atomic.Bool      // set once teardown released the sockets
+	final      metrics.Snapshot // the last snapshot, taken before teardown
 
 	reloadMu sync.Mutex     // serialises reloads against each other and teardown
 	live     *config.Config // the configuration in force (cfg, or the last reload)
@@ -279,6 +282,21 @@ func (d *daemon) setup(o Options) error {
 			d.pools = append(d.pools, p)
 		}
 	}
+	if cfg.VTEP.Transmit == config.TransmitTunnel {
+		name := fmt.Sprintf("mfx%d", d.uplinkIndex)
+		d.tunTx, err = tap.OpenTx(name, len(d.nets))
+		if errors.Is(err, tap.ErrNoTunnelGSO) {
+			return fmt.Errorf("%w: vtep.transmit: tunnel: %w; use transmit: socket", ErrSetup, err)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: vtep.transmit: tunnel: %w", ErrSetup, err)
+		}
+		d.redir, err = bpf.AttachRedirect(d.tunTx.Index(), d.uplinkIndex)
+		if err != nil {
+			return fmt.Errorf("%w: vtep.transmit: tunnel: %w", ErrSetup, err)
+		}
+		d.log.Info("transmit TAP ready", "device", name, "queues", d.tunTx.Queues(), "redirect_to", d.uplinkName)
+	}
 	d.neigh, err = newNeighbours(d.uplinkIndex, d.enter, d.log)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
@@ -351,6 +369,8 @@ func (d *daemon) run(ctx context.Context) error {
 			defer txWG.Done()
 			if d.pools != nil {
 				d.encapLoopSocket(i, d.pools[i])
+			} else if d.tunTx != nil {
+				d.encapLoopTunnel(i, d.devs[i].(*tap.Device)) // validated: TAPs only
 			} else {
 				d.encapLoop(i, d.socks[0])
 			}
@@ -485,4 +505,22 @@ func (d *daemon) teardown() {
 		p.close()
 	}
 	d.pools = nil
+	d.closeTunnel()
+}
+
+// closeTunnel detaches the redirect and closes the transmit TAP (after
+// the encap loops stopped writing to it).
+func (d *daemon) closeTunnel() {
+	if d.redir != nil {
+		if err := d.redir.Close(); err != nil {
+			d.log.Warn("detaching the transmit TAP's redirect", "err", err)
+		}
+		d.redir = nil
+	}
+	if d.tunTx != nil {
+		if err := d.tunTx.Close(); err != nil {
+			d.log.Warn("closing the transmit TAP", "device", d.tunTx.Name(), "err", err)
+		}
+		d.tunTx = nil
+	}
 }

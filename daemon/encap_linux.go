@@ -54,7 +54,7 @@ func (d *daemon) encapLoop(i int, s xsk.Queue) {
 	n := d.nets[i]
 	lo, hi, _ := d.cfg.VTEP.SourcePortRange() // validated
 	enc := vxlan.Encoder{SrcMAC: d.uplinkMAC, SrcIP: d.vtep, Port: uint16(d.cfg.VTEP.Port), Seed: flowSeed,
-		SrcPortMin: lo, SrcPortMax: hi, TTL: uint8(d.cfg.VTEP.TTL), UDPChecksum: d.cfg.VTEP.OuterUDPChecksum()}
+		SrcPortMin: lo, SrcPortMax: hi, TTL: uint8(d.cfg.VTEP.TTL), UDPChecksum: d.cfg.VTEP.OuterUDPChecksum(), InheritTOS: true}
 	descs := make([]xsk.Desc, txBatch)
 	bufs := make([][]byte, txBatch)
 	sizes := make([]int, txBatch)

@@ -81,7 +81,7 @@ networks:
 // reload that removes it again, frames from it are refused and frames to
 // it are no longer sent, although the FDB learned its station.
 func TestE2EReloadPeers(t *testing.T) {
-	for _, tx := range []config.Transmit{config.TransmitSocket, config.TransmitAFXDP} {
+	for _, tx := range []config.Transmit{config.TransmitSocket, config.TransmitAFXDP, config.TransmitTunnel} {
 		t.Run(string(tx), func(t *testing.T) { testReloadPeers(t, tx) })
 	}
 }

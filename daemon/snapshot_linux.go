@@ -119,7 +119,7 @@ func (d *daemon) snapshotAt(final bool) metrics.Snapshot {
 				peers = max(peers, len(*p))
 			}
 		}
-		s.Encap.Window = uint64(len(d.devs) * txBatch * (1 + peers))
+		s.Encap.Window = uint64(len(d.devs) * int(max(txBatch, d.txBatchMax.Load())) * (1 + peers))
 	}
 
 	// A frame the kernel refused on a TAP write (or a veth's transmit
@@ -159,7 +159,7 @@ func (d *daemon) snapshotAt(final bool) metrics.Snapshot {
 			batch = d.cfg.Steering.Batch
 		}
 		s.Decap.Window = uint64(len(engines) * 2 * batch)
-		if d.pools == nil {
+		if d.pools == nil && (d.cfg == nil || d.cfg.VTEP.Transmit != config.TransmitTunnel) {
 			s.Decap.Window += 3 * txBatch // the AF_XDP encap loop's frames between two stores of txHeld
 		}
 	}

@@ -133,20 +133,6 @@ func (p *sockPool) pick(inner []byte) int {
 	return int(uint64(vxlan.InnerHash(inner, p.seed)) * uint64(len(p.fds)) >> 32)
 }
 
-// outerTOS is the outer DSCP/ECN for an inner frame: the inner IPv4
-// header's, CE turned into ECT(0) (RFC 6040 normal mode); 0 for anything
-// else.
-func outerTOS(inner []byte) byte {
-	if len(inner) < vxlan.EthernetLen+vxlan.IPv4MinLen || vxlan.Ethernet(inner).EtherType() != vxlan.EtherTypeIPv4 {
-		return 0
-	}
-	tos := inner[vxlan.EthernetLen+1]
-	if tos&3 == 3 {
-		tos = tos&^3 | 2
-	}
-	return tos
-}
-
 // send sends the datagrams dgrams (each a VxLAN header plus an inner
 // frame) from socket i to vtep with the given TOS, in one sendmsg: with
 // UDP_SEGMENT set to the first's length when there are several (all but
@@ -263,7 +249,7 @@ func (d *daemon) encapLoopSocket(i int, p *sockPool) {
 			dg := bufs[k][:vxlan.HeaderLen+sizes[k]]
 			vxlan.PutHeader(dg, n.vni)
 			inner := dg[vxlan.HeaderLen:]
-			sock, tos := p.pick(inner), outerTOS(inner)
+			sock, tos := p.pick(inner), vxlan.InheritedTOS(inner)
 			dst := vxlan.Ethernet(inner).Dst()
 			if dst[0]&1 == 0 {
 				// Static entries first; not behind a removed peer.

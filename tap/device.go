@@ -37,7 +37,8 @@ type Device struct {
 	rdErr    error
 	rdStats  Stats // counted during one Read, added to stats at its end
 	readFn   func(fd uintptr) bool
-	spin     spin.Spinner // SetReadSpin
+	rawFn    func(fd uintptr) bool // ReadPackets' callback
+	spin     spin.Spinner          // SetReadSpin
 
 	dropMu   sync.Mutex      // guards nl, drops and dropBase
 	nl       *netlink.Handle // in the device's namespace, for KernelDrops; nil once closed
@@ -146,6 +147,40 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 	d.rdBufs, d.rdSizes, d.rdOffset, d.rdN, d.rdErr = bufs, sizes, offset, 0, nil
 	err := d.rc.Read(d.readFn)
+	n, rerr := d.rdN, d.rdErr
+	d.rdBufs, d.rdSizes = nil, nil
+	d.flushReadStats()
+	if err != nil {
+		return n, fmt.Errorf("reading tap %s: %w", d.name, err)
+	}
+	if rerr != nil {
+		return n, fmt.Errorf("reading tap %s: %w", d.name, rerr)
+	}
+	return n, nil
+}
+
+// ReadPackets is Read without segmentation, for a transmit path that
+// hands super-frames on whole (the kernel cuts them): it blocks until the
+// kernel has a packet, then reads packets while more are ready and the
+// buffers last, each whole (virtio header, then the frame) into
+// bufs[i][offset:], its length in sizes[i]. Each buffer must hold offset
+// plus MaxPacket bytes. A packet Segment would drop is dropped here
+// (counted in Stats.Drops); Stats count the others as Read does, in the
+// frames they will make on the wire (ParsePacket). Mixing Read and
+// ReadPackets on one device is not supported. ReadPackets does not
+// allocate.
+func (d *Device) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, error) {
+	bufs = bufs[:min(len(bufs), len(sizes))]
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	for _, b := range bufs {
+		if offset < 0 || len(b) < offset+MaxPacket {
+			return 0, fmt.Errorf("reading tap %s: a buffer holds less than offset plus MaxPacket", d.name)
+		}
+	}
+	d.rdBufs, d.rdSizes, d.rdOffset, d.rdN, d.rdErr = bufs, sizes, offset, 0, nil
+	err := d.rc.Read(d.rawFn)
 	n, rerr := d.rdN, d.rdErr
 	d.rdBufs, d.rdSizes = nil, nil
 	d.flushReadStats()

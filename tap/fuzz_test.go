@@ -135,3 +135,54 @@ func isIPv4(frame []byte) bool {
 	l3 := l3Of(frame)
 	return frame[l3-2] == 0x08 && frame[l3-1] == 0x00
 }
+
+// FuzzParsePacket checks ParsePacket against Segment on arbitrary TAP
+// packets: it drops exactly what Segment (given room for every segment)
+// drops, with the same reason, and otherwise counts Segment's frames and
+// their bytes (WireBytes) without touching the packet.
+func FuzzParsePacket(f *testing.F) {
+	for _, s := range []pktSpec{
+		{seq: 1000, psh: true, fin: true, payload: payload(5000)},
+		{v6: true, seq: 1, payload: payload(3000)},
+		{udp: true, payload: payload(2500)},
+		{udp: true, v6: true, vlan: true, payload: payload(700)},
+		{tsOption: true, vlan: true, payload: payload(2000)},
+	} {
+		frame := build(f, s)
+		f.Add(superFrame(s, frame, 1000))
+		f.Add(superFrame(s, frame, 0))
+		f.Add(superFrame(s, frame, 7))
+	}
+	f.Add([]byte{})
+	bufs, sizes := newBufs(1100, 9100)
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		orig := append([]byte(nil), pkt...)
+		l, r := ParsePacket(pkt)
+		if !bytes.Equal(pkt, orig) {
+			t.Fatal("ParsePacket modified its input")
+		}
+		n, sr := Segment(pkt, bufs, sizes, 0)
+		if sr == DropTooManySegments || sr == DropBufferTooSmall {
+			return // Segment's room, not the packet
+		}
+		if r != sr {
+			t.Fatalf("ParsePacket says %v, Segment %v", r, sr)
+		}
+		if r != OK {
+			return
+		}
+		if l.Frames != n {
+			t.Fatalf("ParsePacket counts %d frames, Segment made %d", l.Frames, n)
+		}
+		total := 0
+		for _, s := range sizes[:n] {
+			total += s
+		}
+		if got := l.WireBytes(len(pkt) - VirtioNetHdrLen); got != total {
+			t.Fatalf("WireBytes %d, Segment's frames hold %d", got, total)
+		}
+		if (l.Hdr.GSOType == GSONone) != (l.HdrLen == 0) || (l.HdrLen != 0 && l.L3 != 14 && l.L3 != 18) {
+			t.Fatalf("layout %+v", l)
+		}
+	})
+}

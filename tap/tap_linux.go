@@ -125,6 +125,7 @@ func open(o Options) (*Device, error) {
 		d.dropBase = st.TxDropped
 	}
 	d.readFn = d.readLoop
+	d.rawFn = d.readRawLoop
 	d.writeFn = d.writeLoop
 	return d, nil
 }
@@ -181,6 +182,48 @@ func (d *Device) readLoop(fd uintptr) bool {
 			return true
 		}
 	}
+}
+
+// readRawLoop is the RawConn callback of ReadPackets.
+func (d *Device) readRawLoop(fd uintptr) bool {
+	for d.rdN < len(d.rdBufs) {
+		b := d.rdBufs[d.rdN][d.rdOffset : d.rdOffset+MaxPacket]
+		n, err := unix.Read(int(fd), b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if d.rdN > 0 {
+				return true
+			}
+			if d.spin.Again() {
+				continue
+			}
+			return false
+		case err != nil:
+			d.rdErr = err
+			return true
+		case n == 0:
+			d.rdErr = io.EOF
+			return true
+		}
+		d.spin.Reset()
+		d.rdStats.ReadPackets++
+		d.rdStats.ReadBytes += uint64(max(n-VirtioNetHdrLen, 0))
+		l, r := ParsePacket(b[:n])
+		if r != OK {
+			d.rdStats.Drops[r]++
+			continue
+		}
+		d.rdStats.Frames += uint64(l.Frames)
+		d.rdStats.FrameBytes += uint64(l.WireBytes(n - VirtioNetHdrLen))
+		if l.Hdr.GSOType != GSONone {
+			d.rdStats.SuperFrames++
+		}
+		d.rdSizes[d.rdN] = n
+		d.rdN++
+	}
+	return true
 }
 
 // writeLoop is the RawConn callback of write.

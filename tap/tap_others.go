@@ -4,3 +4,15 @@ package tap
 
 // open returns ErrUnsupported: TAP devices are Linux's here.
 func open(Options) (*Device, error) { return nil, ErrUnsupported }
+
+// Tx is a transmit-only TAP (Linux only).
+type Tx struct{}
+
+// OpenTx returns ErrUnsupported.
+func OpenTx(string, int) (*Tx, error) { return nil, ErrUnsupported }
+
+func (*Tx) Name() string            { return "" }
+func (*Tx) Index() int              { return 0 }
+func (*Tx) Queues() int             { return 0 }
+func (*Tx) Write(int, []byte) error { return ErrUnsupported }
+func (*Tx) Close() error            { return nil }

@@ -180,15 +180,23 @@ func segment(pkt []byte, bufs [][]byte, sizes []int, offset, from int, partial b
 	}
 }
 
-// segmentGSO cuts a TCP or UDP super-frame; see segment.
-func segmentGSO(h *VirtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offset, from int, partial bool) (int, int, Reason) {
+// gso is the layout of a super-frame's headers.
+type gso struct {
+	l3, l4, l4len, hdrLen int // offsets of the IP and L4 headers, L4 header length, all headers' length
+	isV4, isTCP           bool
+	mss, nseg             int // payload bytes per segment, number of segments
+}
+
+// parseGSO checks a TCP or UDP super-frame's headers against its virtio
+// header and returns their layout.
+func parseGSO(h *VirtioNetHdr, frame []byte) (g gso, r Reason) {
 	// Layer 2: Ethernet, optionally one VLAN tag.
 	l3 := vxlan.EthernetLen
 	eth := vxlan.Ethernet(frame)
 	et := eth.EtherType()
 	if et == vxlan.EtherTypeVLAN {
 		if len(frame) < vxlan.EthernetLen+vxlan.VLANTagLen {
-			return 0, 0, DropGSOBadHeaders
+			return g, DropGSOBadHeaders
 		}
 		l3 += vxlan.VLANTagLen
 		et = eth.InnerType()
@@ -201,25 +209,25 @@ func segmentGSO(h *VirtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offse
 	switch {
 	case isV4:
 		if len(frame) < l3+20 || frame[l3]>>4 != 4 {
-			return 0, 0, DropGSOBadHeaders
+			return g, DropGSOBadHeaders
 		}
 		if ihl := int(frame[l3]&0xf) * 4; ihl < 20 || l3+ihl != l4 {
-			return 0, 0, DropGSOBadHeaders
+			return g, DropGSOBadHeaders
 		}
 		proto = frame[l3+9]
 	case et == vxlan.EtherTypeIPv6:
 		if len(frame) < l3+40 || frame[l3]>>4 != 6 || l4 < l3+40 {
-			return 0, 0, DropGSOBadHeaders
+			return g, DropGSOBadHeaders
 		}
 		proto = frame[l3+6] // a TCP/UDP next header right after the fixed header
 		if l4 != l3+40 {
 			proto = 0 // extension headers: the L4 protocol is checked below
 		}
 	default:
-		return 0, 0, DropGSONotIP
+		return g, DropGSONotIP
 	}
 	if (h.GSOType&^GSOECN == GSOTCPv4) != isV4 && h.GSOType&^GSOECN != GSOUDPL4 {
-		return 0, 0, DropGSOBadHeaders
+		return g, DropGSOBadHeaders
 	}
 	isTCP := h.GSOType&^GSOECN != GSOUDPL4
 	wantProto := byte(protoUDP)
@@ -227,34 +235,43 @@ func segmentGSO(h *VirtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offse
 		wantProto = protoTCP
 	}
 	if proto != 0 && proto != wantProto {
-		return 0, 0, DropGSOBadHeaders
+		return g, DropGSOBadHeaders
 	}
 	// Layer 4 header length.
 	var l4len int
 	if isTCP {
 		if len(frame) < l4+20 {
-			return 0, 0, DropGSOBadHeaders
+			return g, DropGSOBadHeaders
 		}
 		l4len = int(frame[l4+12]>>4) * 4
 		if l4len < 20 || len(frame) < l4+l4len || h.CsumOffset != 16 {
-			return 0, 0, DropGSOBadHeaders
+			return g, DropGSOBadHeaders
 		}
 	} else {
 		l4len = 8
 		if len(frame) < l4+8 || h.CsumOffset != 6 {
-			return 0, 0, DropGSOBadHeaders
+			return g, DropGSOBadHeaders
 		}
 	}
-	hdrLen := l4 + l4len
+	g = gso{l3: l3, l4: l4, l4len: l4len, hdrLen: l4 + l4len, isV4: isV4, isTCP: isTCP, mss: int(h.GSOSize)}
+	if g.mss == 0 {
+		return g, DropGSOBadHeaders
+	}
+	g.nseg = (len(frame) - g.hdrLen + g.mss - 1) / g.mss
+	if g.nseg == 0 {
+		g.nseg = 1 // a header-only super-frame still goes out once
+	}
+	return g, OK
+}
+
+// segmentGSO cuts a TCP or UDP super-frame; see segment.
+func segmentGSO(h *VirtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offset, from int, partial bool) (int, int, Reason) {
+	g, r := parseGSO(h, frame)
+	if r != OK {
+		return 0, 0, r
+	}
+	l3, l4, l4len, hdrLen, isV4, isTCP, mss, nseg := g.l3, g.l4, g.l4len, g.hdrLen, g.isV4, g.isTCP, g.mss, g.nseg
 	payload := frame[hdrLen:]
-	mss := int(h.GSOSize)
-	if mss == 0 {
-		return 0, 0, DropGSOBadHeaders
-	}
-	nseg := (len(payload) + mss - 1) / mss
-	if nseg == 0 {
-		nseg = 1 // a header-only super-frame still goes out once
-	}
 	if from < 0 || from >= nseg {
 		return 0, nseg, DropTooManySegments
 	}

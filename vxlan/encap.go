@@ -35,6 +35,10 @@ type Encoder struct {
 	UDPChecksum bool
 	// Seed seeds the inner flow hash.
 	Seed uint32
+	// InheritTOS copies DSCP and ECN from an inner IPv4 header into the
+	// outer one (InheritedTOS), as `ip link add type vxlan tos inherit`
+	// does; otherwise the outer TOS is 0.
+	InheritTOS bool
 
 	id uint16 // next IPv4 identification
 }
@@ -50,6 +54,39 @@ func (e *Encoder) Encap(pkt []byte, vni uint32, to *Remote) bool {
 	if len(pkt) < Overhead+EthernetLen || len(pkt)-EthernetLen > 0xFFFF {
 		return false
 	}
+	e.headers(pkt, vni, to)
+	if e.UDPChecksum {
+		udpLen := len(pkt) - EthernetLen - IPv4MinLen
+		acc := csum.Sum(pkt[EthernetLen+IPv4MinLen:], csum.PseudoIPv4(e.SrcIP, to.IP, ProtoUDP, udpLen))
+		c := ^csum.Fold(acc)
+		if c == 0 {
+			c = 0xFFFF // zero means "no checksum" (RFC 768)
+		}
+		binary.BigEndian.PutUint16(pkt[EthernetLen+IPv4MinLen+6:], c)
+	}
+	return true
+}
+
+// EncapPartial is Encap for a datagram whose UDP checksum the kernel is
+// to finish (a UDP-tunnel GSO super-frame handed over with a partial
+// outer checksum): with UDPChecksum set, the checksum field gets the
+// folded pseudo-header sum instead of the full checksum; otherwise it is
+// zero as in Encap.
+func (e *Encoder) EncapPartial(pkt []byte, vni uint32, to *Remote) bool {
+	if len(pkt) < Overhead+EthernetLen || len(pkt)-EthernetLen > 0xFFFF {
+		return false
+	}
+	e.headers(pkt, vni, to)
+	if e.UDPChecksum {
+		udpLen := len(pkt) - EthernetLen - IPv4MinLen
+		binary.BigEndian.PutUint16(pkt[EthernetLen+IPv4MinLen+6:], csum.Fold(csum.PseudoIPv4(e.SrcIP, to.IP, ProtoUDP, udpLen)))
+	}
+	return true
+}
+
+// headers writes the outer headers for Encap and EncapPartial, with a
+// zero UDP checksum.
+func (e *Encoder) headers(pkt []byte, vni uint32, to *Remote) {
 	inner := pkt[Overhead:]
 
 	eth := pkt[:EthernetLen]
@@ -61,6 +98,9 @@ func (e *Encoder) Encap(pkt []byte, vni uint32, to *Remote) bool {
 	ip := IPv4(pkt[EthernetLen : EthernetLen+IPv4MinLen])
 	ip[0] = 0x45 // version 4, IHL 5
 	ip[1] = 0    // DSCP/ECN
+	if e.InheritTOS {
+		ip[1] = InheritedTOS(inner)
+	}
 	binary.BigEndian.PutUint16(ip[2:4], uint16(ipLen))
 	binary.BigEndian.PutUint16(ip[4:6], e.id)
 	e.id++
@@ -87,16 +127,20 @@ func (e *Encoder) Encap(pkt []byte, vni uint32, to *Remote) bool {
 	udp[6], udp[7] = 0, 0
 
 	PutHeader(pkt[EthernetLen+IPv4MinLen+UDPLen:Overhead], vni)
+}
 
-	if e.UDPChecksum {
-		acc := csum.Sum(pkt[EthernetLen+IPv4MinLen:], csum.PseudoIPv4(e.SrcIP, to.IP, ProtoUDP, udpLen))
-		c := ^csum.Fold(acc)
-		if c == 0 {
-			c = 0xFFFF // zero means "no checksum" (RFC 768)
-		}
-		binary.BigEndian.PutUint16(udp[6:8], c)
+// InheritedTOS is the outer DSCP/ECN for an inner frame: the inner IPv4
+// header's, CE turned into ECT(0) (RFC 6040 normal mode); 0 for anything
+// else.
+func InheritedTOS(inner []byte) byte {
+	if len(inner) < EthernetLen+IPv4MinLen || Ethernet(inner).EtherType() != EtherTypeIPv4 {
+		return 0
 	}
-	return true
+	tos := inner[EthernetLen+1]
+	if tos&3 == 3 {
+		tos = tos&^3 | 2
+	}
+	return tos
 }
 
 // srcPort maps the inner flow's hash into [SrcPortMin, SrcPortMax].

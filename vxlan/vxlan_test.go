@@ -427,3 +427,27 @@ func FuzzDecap(f *testing.F) {
 		}
 	})
 }
+
+// TestInheritedTOS: DSCP and ECN come from an inner IPv4 header, CE becoming
+// ECT(0); anything else gets 0.
+func TestInheritedTOS(t *testing.T) {
+	ipv4 := func(tos byte) []byte {
+		f := make([]byte, 14+20)
+		f[12], f[13], f[14], f[15] = 0x08, 0x00, 0x45, tos
+		return f
+	}
+	for _, tc := range []struct {
+		frame []byte
+		want  byte
+	}{
+		{ipv4(0xb8), 0xb8}, // EF, not ECN-capable
+		{ipv4(0xb9), 0xb9}, // ECT(1)
+		{ipv4(0xbb), 0xba}, // CE → ECT(0)
+		{append([]byte{}, make([]byte, 14)...), 0},
+		{ipv4(0x10)[:20], 0}, // truncated
+	} {
+		if got := InheritedTOS(tc.frame); got != tc.want {
+			t.Errorf("InheritedTOS(% x) = %#x, want %#x", tc.frame[14:min(16, len(tc.frame))], got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,242 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/binary"
+	"log/slog"
+	"net"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"mflow/bench/testbed/testbedtest"
+	"mflow/internal/csum"
+	"mflow/tap"
+	"mflow/vxlan"
+)
+
+var (
+	tunSrcIP = [4]byte{192, 0, 2, 1}
+	tunDstIP = [4]byte{192, 0, 2, 2}
+)
+
+// tapPacket serializes an inner TCP/IPv4 (or UDP/IPv4) frame with
+// gopacket and lays it out as a TAP returns it in a buffer with the
+// tunnel path's headroom: the virtio header right before the frame. A
+// super-frame (mss > 0) or a frame with a partial checksum has the
+// pseudo-header sum in its checksum field, as the kernel leaves it.
+func tapPacket(t testing.TB, udp, vlan bool, payload, mss int) (b []byte, inner []byte) {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ls := []gopacket.SerializableLayer{eth}
+	l3 := 14
+	if vlan {
+		eth.EthernetType = layers.EthernetTypeDot1Q
+		ls = append(ls, &layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeIPv4})
+		l3 = 18
+	}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Flags: layers.IPv4DontFragment, TOS: 0xb9, SrcIP: net.IP{10, 42, 0, 2}, DstIP: net.IP{10, 42, 0, 1}}
+	ls = append(ls, ip)
+	var l4len, off int
+	if udp {
+		ip.Protocol = layers.IPProtocolUDP
+		u := &layers.UDP{SrcPort: 5000, DstPort: 6000}
+		u.SetNetworkLayerForChecksum(ip)
+		ls = append(ls, u)
+		l4len, off = 8, 6
+	} else {
+		ip.Protocol = layers.IPProtocolTCP
+		tc := &layers.TCP{SrcPort: 5000, DstPort: 6000, Seq: 77, ACK: true, PSH: true, Window: 512}
+		tc.SetNetworkLayerForChecksum(ip)
+		ls = append(ls, tc)
+		l4len, off = 20, 16
+	}
+	p := make([]byte, payload)
+	for i := range p {
+		p[i] = byte(i * 7)
+	}
+	ls = append(ls, gopacket.Payload(p))
+	sb := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(sb, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	inner = append([]byte(nil), sb.Bytes()...)
+	frame := append([]byte(nil), inner...)
+	l4 := l3 + 20
+	pseudo := csum.PseudoIPv4([4]byte{10, 42, 0, 2}, [4]byte{10, 42, 0, 1}, byte(ip.Protocol), len(frame)-l4)
+	binary.BigEndian.PutUint16(frame[l4+off:], csum.Fold(pseudo))
+	h := tap.VirtioNetHdr{Flags: tap.FlagNeedsCsum, CsumStart: uint16(l4), CsumOffset: uint16(off)}
+	if mss > 0 {
+		h.GSOType, h.GSOSize, h.HdrLen = tap.GSOTCPv4, uint16(mss), uint16(l4+l4len)
+		if udp {
+			h.GSOType = tap.GSOUDPL4
+		}
+	}
+	b = make([]byte, tunHead+len(frame))
+	h.Encode(b[tunHead-tap.VirtioNetHdrLen:])
+	copy(b[tunHead:], frame)
+	return b, inner
+}
+
+// TestTunnelHdr: a TCP super-frame read from a TAP becomes one outer
+// frame (gopacket decodes outer IPv4 with a valid header checksum and the
+// outer length, UDP to 4789 with its length, VxLAN VNI 42, the inner frame
+// unchanged) behind a header that asks for TCP segmentation inside a
+// UDP/IPv4 tunnel with offsets moved past the outer headers; with an outer
+// checksum, the UDP field holds the pseudo-header sum and the header asks
+// the kernel to finish it. A plain frame keeps its partial checksum at
+// the moved offset, or gets it completed (gopacket's checksum) when the
+// outer one is computed here; a super-frame without a partial checksum is
+// refused (the caller cuts it).
+func TestTunnelHdr(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		udp, vlan, outC bool
+		payload, mss    int
+	}{
+		{"tcp", false, false, false, 20000, 1398},
+		{"tcp_vlan", false, true, false, 5000, 1000},
+		{"tcp_outer_csum", false, false, true, 20000, 1398},
+		{"uso", true, false, false, 9000, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, inner := tapPacket(t, tc.udp, tc.vlan, tc.payload, tc.mss)
+			l, r := tap.ParsePacket(b[tunHead-tap.VirtioNetHdrLen:])
+			if r != tap.OK || l.Frames != (tc.payload+tc.mss-1)/tc.mss {
+				t.Fatalf("ParsePacket: %+v, %v", l, r)
+			}
+			var th tap.TunnelHdr
+			if !tunnelHdr(&l, tc.outC, &th) {
+				t.Fatal("tunnelHdr refused a super-frame")
+			}
+			l3 := 14
+			if tc.vlan {
+				l3 = 18
+			}
+			l4len, off, inType := 20, 16, uint8(tap.GSOTCPv4)
+			if tc.udp {
+				l4len, off, inType = 8, 6, tap.GSOUDPL4
+			}
+			wantFlags := uint8(tap.FlagNeedsCsum)
+			if tc.outC {
+				wantFlags |= tap.FlagUDPTunnelCsum
+			}
+			want := tap.TunnelHdr{VirtioNetHdr: tap.VirtioNetHdr{Flags: wantFlags, GSOType: inType | tap.GSOUDPTunnelIPv4,
+				HdrLen: uint16(50 + l3 + 20 + l4len), GSOSize: uint16(tc.mss), CsumStart: uint16(50 + l3 + 20), CsumOffset: uint16(off)},
+				OuterTH: 34, InnerNH: uint16(50 + l3)}
+			if th != want {
+				t.Fatalf("tunnel header %+v, want %+v", th, want)
+			}
+			enc := vxlan.Encoder{SrcIP: tunSrcIP, UDPChecksum: tc.outC, InheritTOS: true}
+			pkt := b[tap.TunnelHdrLen:]
+			if !enc.EncapPartial(pkt, 42, &vxlan.Remote{IP: tunDstIP, MAC: [6]byte{2, 0, 0, 0, 0, 9}}) {
+				t.Fatal("EncapPartial refused")
+			}
+			th.Encode(b)
+			var back tap.VirtioNetHdr
+			back.Decode(b)
+			if back != th.VirtioNetHdr || binary.LittleEndian.Uint16(b[20:]) != 34 || binary.LittleEndian.Uint16(b[22:]) != uint16(50+l3) || !bytes.Equal(b[10:20], make([]byte, 10)) {
+				t.Fatalf("encoded header % x", b[:tap.TunnelHdrLen])
+			}
+			p := gopacket.NewPacket(pkt, layers.LayerTypeEthernet, gopacket.Default)
+			ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+			u, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+			vx, _ := p.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)
+			if ip == nil || u == nil || vx == nil {
+				t.Fatalf("outer frame does not decode: %v", p)
+			}
+			wantTOS := uint8(0xb9) // inherited, as `tos inherit` (CE: see TestInheritedTOS)
+			if tc.vlan {
+				wantTOS = 0 // no IPv4 header right behind Ethernet
+			}
+			if !vxlan.IPv4(pkt[14:]).ChecksumValid() || int(ip.Length) != len(pkt)-14 || ip.TOS != wantTOS || ip.Flags&layers.IPv4DontFragment == 0 {
+				t.Fatalf("outer IPv4: checksum valid %v, length %d of %d, TOS %#x (want %#x), flags %v",
+					vxlan.IPv4(pkt[14:]).ChecksumValid(), ip.Length, len(pkt)-14, ip.TOS, wantTOS, ip.Flags)
+			}
+			if u.DstPort != 4789 || int(u.Length) != len(pkt)-34 || vx.VNI != 42 || !bytes.Equal(vx.Payload, pkt[50:]) {
+				t.Fatalf("outer UDP %+v, VxLAN %+v", u, vx)
+			}
+			wantC := uint16(0)
+			if tc.outC {
+				wantC = csum.Fold(csum.PseudoIPv4(tunSrcIP, tunDstIP, 17, len(pkt)-34))
+			}
+			if u.Checksum != wantC {
+				t.Fatalf("outer UDP checksum %#x, want %#x", u.Checksum, wantC)
+			}
+			// The inner frame is the TAP's, byte for byte but the
+			// partial checksum the kernel finishes per segment.
+			l4 := l3 + 20
+			got := append([]byte(nil), pkt[50:]...)
+			copy(got[l4+off:l4+off+2], inner[l4+off:l4+off+2])
+			if !bytes.Equal(got, inner) {
+				t.Fatal("the inner frame changed")
+			}
+		})
+	}
+	t.Run("plain_partial", func(t *testing.T) {
+		b, inner := tapPacket(t, true, false, 300, 0)
+		l, r := tap.ParsePacket(b[tunHead-tap.VirtioNetHdrLen:])
+		if r != tap.OK || l.Frames != 1 {
+			t.Fatalf("ParsePacket: %+v, %v", l, r)
+		}
+		var th tap.TunnelHdr
+		if !tunnelHdr(&l, false, &th) || th.Flags != tap.FlagNeedsCsum || th.GSOType != 0 || th.CsumStart != 50+34 || th.CsumOffset != 6 {
+			t.Fatalf("plain frame's header %+v", th)
+		}
+		completeCsum(b[tunHead:], &l)
+		if !bytes.Equal(b[tunHead:], inner) || l.Hdr.Flags&tap.FlagNeedsCsum != 0 {
+			t.Fatalf("completed frame differs from gopacket's (checksum %#x, want %#x)", b[tunHead+40:tunHead+42], inner[40:42])
+		}
+		if !tunnelHdr(&l, true, &th) || th != (tap.TunnelHdr{}) {
+			t.Fatalf("completed frame's header %+v, want none", th)
+		}
+	})
+	t.Run("gso_without_partial", func(t *testing.T) {
+		b, _ := tapPacket(t, false, false, 5000, 1000)
+		l, _ := tap.ParsePacket(b[tunHead-tap.VirtioNetHdrLen:])
+		l.Hdr.Flags = 0
+		var th tap.TunnelHdr
+		if tunnelHdr(&l, false, &th) {
+			t.Fatal("tunnelHdr took a super-frame without a partial checksum")
+		}
+	})
+}
+
+// TestTunnelSendAllocs: sending a super-frame on the tunnel path (parse,
+// headers, one write into a real transmit TAP) allocates nothing, and
+// counts its segments as transmitted.
+func TestTunnelSendAllocs(t *testing.T) {
+	ns := testbedtest.NewNS(t, "mftt")
+	var tx *tap.Tx
+	if err := ns.Do(func() error {
+		var err error
+		tx, err = tap.OpenTx("mfxtest", 1)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	hops := &fakeHops{macs: map[[4]byte][6]byte{tunDstIP: {2, 0, 0, 0, 0, 9}}, wanted: map[[4]byte]int{}}
+	d := &daemon{log: slog.Default(), tunTx: tx, hops: hops}
+	enc := vxlan.Encoder{SrcIP: tunSrcIP, InheritTOS: true}
+	w := tunWriter{d: d, enc: &enc}
+	b, _ := tapPacket(t, false, false, 60000, 1398)
+	hdr := append([]byte(nil), b[:tunHead]...)
+	var frames int
+	allocs := testing.AllocsPerRun(200, func() {
+		copy(b, hdr) // the virtio header back in front of the frame
+		l, r := tap.ParsePacket(b[tunHead-tap.VirtioNetHdrLen:])
+		if r != tap.OK {
+			t.Fatal(r)
+		}
+		frames = l.Frames
+		w.send(b, &l, 42, tunDstIP)
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per super-frame, want 0", allocs)
+	}
+	if sent, drops := d.tx.frames.Load(), d.tx.drops[txSendError].Load(); drops != 0 || sent != uint64(201*frames) {
+		t.Fatalf("transmitted %d frames, %d send errors; want %d and 0", sent, drops, 201*frames)
+	}
+}
