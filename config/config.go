@@ -119,11 +119,13 @@ type VTEP struct {
 	TTL int `yaml:"ttl"`
 	// Transmit is the encap transmit path: "socket" (kernel UDP sockets,
 	// one sendmsg with UDP segmentation offload per run of a flow's
-	// frames), "af_xdp" (AF_XDP transmit on the uplink's first queue) or
+	// frames), "af_xdp" (AF_XDP transmit on the uplink's first queue),
 	// "tunnel" (each frame or TSO super-frame read from the device is
 	// written, behind its outer headers, as one UDP-tunnel GSO packet
 	// into a transmit TAP whose ingress redirects to the uplink; Linux
-	// 6.17+, networks with a TAP device only).
+	// 6.17+, networks with a TAP device only) or "auto" (the default:
+	// tunnel where the kernel supports it and every network is a TAP,
+	// otherwise socket; the daemon logs which).
 	Transmit Transmit `yaml:"transmit"`
 	// UDPChecksum says whether encapsulated frames carry an outer UDP
 	// checksum. Unset: none on the af_xdp and tunnel paths (as the kernel's VxLAN
@@ -137,7 +139,8 @@ type VTEP struct {
 }
 
 // OuterUDPChecksum reports whether encapsulated frames get an outer UDP
-// checksum under this VTEP's settings (see UDPChecksum).
+// checksum under this VTEP's settings (see UDPChecksum); with transmit
+// auto it answers for the tunnel path (the socket path always sends one).
 func (v VTEP) OuterUDPChecksum() bool {
 	if v.UDPChecksum != nil {
 		return *v.UDPChecksum
@@ -172,8 +175,9 @@ const (
 	TransmitSocket Transmit = "socket"
 	TransmitAFXDP  Transmit = "af_xdp"
 	TransmitTunnel Transmit = "tunnel"
+	TransmitAuto   Transmit = "auto"
 	// DefaultTransmit is the transmit path when the config names none.
-	DefaultTransmit = TransmitSocket
+	DefaultTransmit = TransmitAuto
 )
 
 // Network is one VNI and the local device its frames are delivered to.
@@ -587,6 +591,9 @@ func (c *Config) Effective() string {
 	cc.applyDefaults()
 	// Keys whose default depends on others print their effective value.
 	cc.VTEP.UDPChecksum, cc.Steering.Inline = ptr(cc.VTEP.OuterUDPChecksum()), ptr(cc.Steering.InlineFrames())
+	if c.VTEP.UDPChecksum == nil && cc.VTEP.Transmit == TransmitAuto {
+		cc.VTEP.UDPChecksum = nil // as the path the daemon picks
+	}
 	var b strings.Builder
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)

@@ -89,7 +89,7 @@ networks:
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
 		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "max_learned: 4096", "learn_rate: 1000", "mtu: 1450", "type: tap", "level: info",
-		"source_ports: 49152-65535", "transmit: socket", "spin_us: 50", "inline: 16", "udp_checksum: true"} {
+		"source_ports: 49152-65535", "transmit: auto", "spin_us: 50", "inline: 16"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
 		}
@@ -141,7 +141,9 @@ func TestOuterUDPChecksum(t *testing.T) {
 		extra string
 		want  bool
 	}{
-		{"", true},                      // socket path by default: the kernel's UDP GSO sends one
+		{"", false},                     // auto: as the tunnel path (the socket path sends one regardless)
+		{"\n  transmit: socket", true},  // the kernel's UDP GSO sends one
+		{"\n  transmit: tunnel", false}, // as the kernel's VxLAN (noudpcsum)
 		{"\n  transmit: af_xdp", false}, // as the kernel's VxLAN (noudpcsum)
 		{"\n  transmit: af_xdp\n  udp_checksum: true", true},
 		{"\n  transmit: af_xdp\n  udp_checksum: false", false},
@@ -194,7 +196,7 @@ func TestParseErrors(t *testing.T) {
 		{"ttl high", edit(t, 7, "  port: 4789\n  ttl: 256"), []string{"line 8", "vtep.ttl"}},
 		{"partial checksum policy", edit(t, 7, "  port: 4789\n  partial_checksum: trust"), []string{"line 8", "vtep.partial_checksum", `"trust" is not one of accept, drop`}},
 		{"transmit unknown", edit(t, 7, "  port: 4789\n  transmit: carrier-pigeon"), []string{"line 8", "vtep.transmit", "socket, af_xdp"}},
-		{"udp checksum off on the socket path", edit(t, 7, "  port: 4789\n  udp_checksum: false"), []string{"line 8", "vtep.udp_checksum", "af_xdp"}},
+		{"udp checksum off on the socket path", edit(t, 7, "  port: 4789\n  transmit: socket\n  udp_checksum: false"), []string{"line 9", "vtep.udp_checksum", "af_xdp"}},
 		{"udp checksum not a bool", edit(t, 7, "  port: 4789\n  udp_checksum: sometimes"), []string{"line 8", "vtep.udp_checksum"}},
 		{"port high", edit(t, 7, "  port: 65536"), []string{"line 7", "vtep.port"}},
 		{"vni too big", edit(t, 12, "  - vni: 16777216"), []string{"line 12", "networks[1].vni", "0..16777215"}},

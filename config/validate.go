@@ -132,9 +132,9 @@ func (c *Config) Validate() error {
 		cl.add("vtep.ttl", "%d is not a TTL (1..255, or 0 for the default 64)", c.VTEP.TTL)
 	}
 	switch c.VTEP.Transmit {
-	case TransmitSocket, TransmitAFXDP, TransmitTunnel:
+	case TransmitSocket, TransmitAFXDP, TransmitTunnel, TransmitAuto:
 	default:
-		cl.add("vtep.transmit", "%q is not one of socket, af_xdp, tunnel", c.VTEP.Transmit)
+		cl.add("vtep.transmit", "%q is not one of auto, socket, af_xdp, tunnel", c.VTEP.Transmit)
 	}
 	if c.VTEP.UDPChecksum != nil && !*c.VTEP.UDPChecksum && c.VTEP.Transmit == TransmitSocket {
 		cl.add("vtep.udp_checksum", "false needs vtep.transmit: af_xdp or tunnel (the kernel's UDP segmentation offload, which the socket path uses, always sends a checksum)")

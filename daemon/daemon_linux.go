@@ -48,10 +48,11 @@ type daemon struct {
 	devMu  []sync.Mutex // one writer at a time per device
 	fdb    vxlan.FDB
 	neigh  *neighbours
-	hops   nextHops      // d.neigh, or a fake in tests
-	pools  []*sockPool   // per network, with vtep.transmit: socket
-	tunTx  *tap.Tx       // with vtep.transmit: tunnel, one queue per network
-	redir  *bpf.Redirect // from tunTx's ingress to the uplink
+	hops   nextHops        // d.neigh, or a fake in tests
+	pools  []*sockPool     // per network, with vtep.transmit: socket
+	tunTx  *tap.Tx         // with vtep.transmit: tunnel, one queue per network
+	redir  *bpf.Redirect   // from tunTx's ingress to the uplink
+	txPath config.Transmit // vtep.transmit, auto resolved
 	stage  *networkStage
 	policy steer.Policy
 	// unordered bypasses the microflow merger (Options.Unordered).
@@ -272,30 +273,8 @@ func (d *daemon) setup(o Options) error {
 			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String())
 	}
 
-	if cfg.VTEP.Transmit == config.TransmitSocket {
-		for range d.nets {
-			lo, hi, _ := cfg.VTEP.SourcePortRange() // validated
-			p, err := newSockPool(d.vtep, uint16(cfg.VTEP.Port), lo, hi, cfg.VTEP.TTL, flowSeed)
-			if err != nil {
-				return fmt.Errorf("%w: %w", ErrSetup, err)
-			}
-			d.pools = append(d.pools, p)
-		}
-	}
-	if cfg.VTEP.Transmit == config.TransmitTunnel {
-		name := fmt.Sprintf("mfx%d", d.uplinkIndex)
-		d.tunTx, err = tap.OpenTx(name, len(d.nets))
-		if errors.Is(err, tap.ErrNoTunnelGSO) {
-			return fmt.Errorf("%w: vtep.transmit: tunnel: %w; use transmit: socket", ErrSetup, err)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: vtep.transmit: tunnel: %w", ErrSetup, err)
-		}
-		d.redir, err = bpf.AttachRedirect(d.tunTx.Index(), d.uplinkIndex)
-		if err != nil {
-			return fmt.Errorf("%w: vtep.transmit: tunnel: %w", ErrSetup, err)
-		}
-		d.log.Info("transmit TAP ready", "device", name, "queues", d.tunTx.Queues(), "redirect_to", d.uplinkName)
+	if err := d.setupTransmit(); err != nil {
+		return err
 	}
 	d.neigh, err = newNeighbours(d.uplinkIndex, d.enter, d.log)
 	if err != nil {
@@ -311,6 +290,63 @@ func (d *daemon) setup(o Options) error {
 		// (no_neighbour) until it answers ARP.
 		d.log.Warn("underlay neighbours not resolved yet", "peers", fmt.Sprint(missing))
 	}
+	return nil
+}
+
+// setupTransmit opens what the encap path needs: the UDP socket pools
+// (socket), or the transmit TAP and its redirect to the uplink (tunnel);
+// auto takes tunnel when every network is a TAP and the kernel has TUN
+// UDP-tunnel GSO and TCX, socket otherwise.
+func (d *daemon) setupTransmit() error {
+	cfg := d.cfg
+	d.txPath = cfg.VTEP.Transmit
+	if d.txPath == config.TransmitAuto {
+		d.txPath = config.TransmitTunnel
+		for _, n := range cfg.Networks {
+			if n.Device.Type == config.DeviceVeth {
+				d.txPath = config.TransmitSocket
+			}
+		}
+	}
+	if d.txPath == config.TransmitTunnel {
+		err := d.openTunnel()
+		if err != nil && cfg.VTEP.Transmit == config.TransmitAuto {
+			d.closeTunnel()
+			d.log.Info("transmit path: socket (the tunnel path is not available here)", "reason", err)
+			d.txPath = config.TransmitSocket
+		} else if err != nil {
+			return fmt.Errorf("%w: vtep.transmit: tunnel: %w", ErrSetup, err)
+		}
+	}
+	if d.txPath == config.TransmitSocket {
+		if u := cfg.VTEP.UDPChecksum; u != nil && !*u {
+			return fmt.Errorf("%w: vtep.udp_checksum: false needs the tunnel or af_xdp transmit path, and the tunnel path is not available here", ErrConfig)
+		}
+		for range d.nets {
+			lo, hi, _ := cfg.VTEP.SourcePortRange() // validated
+			p, err := newSockPool(d.vtep, uint16(cfg.VTEP.Port), lo, hi, cfg.VTEP.TTL, flowSeed)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrSetup, err)
+			}
+			d.pools = append(d.pools, p)
+		}
+	}
+	d.log.Info("transmit path", "path", string(d.txPath), "configured", string(cfg.VTEP.Transmit))
+	return nil
+}
+
+// openTunnel creates the transmit TAP (one queue per network) and
+// redirects its ingress to the uplink.
+func (d *daemon) openTunnel() error {
+	name := fmt.Sprintf("mfx%d", d.uplinkIndex)
+	var err error
+	if d.tunTx, err = tap.OpenTx(name, len(d.nets)); err != nil {
+		return err
+	}
+	if d.redir, err = bpf.AttachRedirect(d.tunTx.Index(), d.uplinkIndex); err != nil {
+		return err
+	}
+	d.log.Info("transmit TAP ready", "device", name, "queues", d.tunTx.Queues(), "redirect_to", d.uplinkName)
 	return nil
 }
 

@@ -159,7 +159,8 @@ func (d *daemon) snapshotAt(final bool) metrics.Snapshot {
 			batch = d.cfg.Steering.Batch
 		}
 		s.Decap.Window = uint64(len(engines) * 2 * batch)
-		if d.pools == nil && (d.cfg == nil || d.cfg.VTEP.Transmit != config.TransmitTunnel) {
+		if d.txPath == config.TransmitAFXDP || d.txPath == "" { // "": a daemon of the tests' fakes
+
 			s.Decap.Window += 3 * txBatch // the AF_XDP encap loop's frames between two stores of txHeld
 		}
 	}

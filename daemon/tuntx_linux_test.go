@@ -240,3 +240,69 @@ func TestTunnelSendAllocs(t *testing.T) {
 		t.Fatalf("transmitted %d frames, %d send errors; want %d and 0", sent, drops, 201*frames)
 	}
 }
+
+// TestUDPRun: four datagrams of one flow (the last shorter) read from a
+// TAP, with partial checksums, merge into one UDP_L4 super-frame that
+// tap.Segment cuts back into gopacket's datagrams (complete checksums;
+// only the IPv4 identification and header checksum differ, numbered up
+// from the first's); a datagram of another flow, a longer one after a
+// short one, or a lone datagram starts no run.
+func TestUDPRun(t *testing.T) {
+	var frames [][]byte
+	var layouts []tap.Layout
+	var want [][]byte
+	add := func(payload int, port uint16) {
+		b, inner := tapPacket(t, true, false, payload, 0)
+		if port != 0 {
+			binary.BigEndian.PutUint16(b[tunHead+36:], port) // another destination port
+		}
+		l, r := tap.ParsePacket(b[tunHead-tap.VirtioNetHdrLen:])
+		if r != tap.OK {
+			t.Fatal(r)
+		}
+		frames, layouts, want = append(frames, b[tunHead:]), append(layouts, l), append(want, inner)
+	}
+	add(1000, 0)
+	add(1000, 0)
+	add(1000, 0)
+	add(700, 0)
+	add(1000, 0) // after the short one: a new run
+	add(1000, 9) // another flow
+	dst := make([]byte, tunHead+14+0xFFFF)
+	n, l, size := udpRun(frames, layouts, dst)
+	if n != 4 || l.Frames != 4 || l.Hdr.GSOType != tap.GSOUDPL4 || l.Hdr.GSOSize != 1000 || l.HdrLen != 42 || size != 42+3700 {
+		t.Fatalf("run of %d frames, layout %+v, %d bytes", n, l, size)
+	}
+	pkt := make([]byte, tap.VirtioNetHdrLen+size)
+	l.Hdr.Encode(pkt)
+	copy(pkt[tap.VirtioNetHdrLen:], dst[tunHead:tunHead+size])
+	bufs, sizes := make([][]byte, 8), make([]int, 8)
+	for k := range bufs {
+		bufs[k] = make([]byte, 2048)
+	}
+	k, r := tap.Segment(pkt, bufs, sizes, 0)
+	if r != tap.OK || k != 4 {
+		t.Fatalf("Segment: %d frames, %v", k, r)
+	}
+	for i := range k {
+		got := bufs[i][:sizes[i]]
+		if id := binary.BigEndian.Uint16(got[18:]); id != uint16(i) {
+			t.Fatalf("datagram %d: IPv4 id %d", i, id)
+		}
+		if !vxlan.IPv4(got[14:]).ChecksumValid() {
+			t.Fatalf("datagram %d: bad IPv4 header checksum", i)
+		}
+		norm := append([]byte(nil), got...)
+		copy(norm[18:20], want[i][18:20])
+		copy(norm[24:26], want[i][24:26])
+		if !bytes.Equal(norm, want[i]) {
+			t.Fatalf("datagram %d differs from gopacket's", i)
+		}
+	}
+	if n, _, _ := udpRun(frames[4:], layouts[4:], dst); n != 0 {
+		t.Fatalf("datagrams of two flows merged (%d)", n)
+	}
+	if n, _, _ := udpRun(frames[5:], layouts[5:], dst); n != 0 {
+		t.Fatalf("a lone datagram made a run of %d", n)
+	}
+}

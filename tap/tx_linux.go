@@ -44,6 +44,7 @@ func OpenTx(name string, queues int) (t *Tx, err error) {
 	defer func() {
 		if err != nil {
 			t.Close()
+			t = nil
 		}
 	}()
 	for q := range queues {
