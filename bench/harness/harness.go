@@ -245,8 +245,10 @@ func (o *Options) Expand() ([]Mode, error) {
 		transmits = []string{""}
 	}
 	for _, t := range transmits {
-		if t != "" && t != string(config.TransmitSocket) && t != string(config.TransmitAFXDP) && t != string(config.TransmitTunnel) {
-			return nil, fmt.Errorf("expanding modes: unknown transmit path %q (want %s, %s, %s)", t, config.TransmitSocket, config.TransmitAFXDP, config.TransmitTunnel)
+		switch config.Transmit(t) {
+		case "", config.TransmitAuto, config.TransmitSocket, config.TransmitAFXDP, config.TransmitTunnel:
+		default:
+			return nil, fmt.Errorf("expanding modes: unknown transmit path %q (want %s, %s, %s, %s)", t, config.TransmitAuto, config.TransmitSocket, config.TransmitAFXDP, config.TransmitTunnel)
 		}
 	}
 	spins := o.Spins

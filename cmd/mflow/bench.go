@@ -38,7 +38,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	workers := fs.String("workers", ints(d.Workers), "worker `counts` of flow and microflow (one mode per count)")
 	batch := fs.Int("batch", d.Batch, "mflow's micro-flow `size`")
 	devices := fs.String("devices", "tap", "mflow's network device `types`: tap, veth (AF_XDP into a veth pair); each mflow mode runs once per type")
-	transmits := fs.String("transmit", "", "mflow's encap transmit `paths` to compare: socket, af_xdp, tunnel (each mflow mode once per path; \"\": the default)")
+	transmits := fs.String("transmit", "", "mflow's encap transmit `paths` to compare: auto, socket, af_xdp, tunnel (each mflow mode once per path; \"\": the default)")
 	sizes := fs.String("sizes", ints(d.Sizes), "UDP payload `sizes` in bytes (16..1422); the first is the flows sweep's")
 	flows := fs.String("flows", ints(d.Flows), "flow `counts`; the first is the size sweep's")
 	dirs := fs.String("dirs", strings.Join(d.Dirs, ","), "`directions` to measure: decap (peer → container), encap (container → peer)")
