@@ -12,6 +12,10 @@ import (
 // tests: a packet read from a TAP (virtio header + frame) becomes one
 // outer frame behind a tunnel virtio header, the inner bytes untouched.
 
+// tunHead is the room before a frame: the transmit TAP's header and the
+// outer headers.
+const tunHead = tap.TunnelHdrLen + vxlan.Overhead
+
 // tunnelHdr fills th, the header of the outer frame for a packet of
 // layout l behind the vxlan.Overhead bytes of outer headers: a
 // super-frame becomes GSO over a UDP/IPv4 tunnel (the kernel cuts it and

@@ -26,10 +26,6 @@ import (
 // tunBatch is how many packets (super-frames) one read takes at most.
 const tunBatch = 16
 
-// tunHead is the room before a frame: the transmit TAP's header and the
-// outer headers.
-const tunHead = tap.TunnelHdrLen + vxlan.Overhead
-
 // encapLoopTunnel is encapLoop for the tunnel path: it reads network i's
 // TAP and writes to queue i of the transmit TAP until the device is
 // closed.
