@@ -266,6 +266,25 @@ type Steering struct {
 	// (order is kept: nothing else is in flight). 0 always hands off.
 	// Default 16; at most batch.
 	Inline *int `yaml:"inline"`
+	// TapQueues is the number of queues of each TAP mflow creates, each
+	// read by its own encap loop (the kernel picks a frame's queue by a
+	// hash of its inner IPv4 addresses and ports, so a flow stays on one
+	// queue and in order): flows from the containers are encapsulated in
+	// parallel, and one flow's backlog does not delay another's. Used on
+	// the tunnel transmit path (the others have one loop per network);
+	// 0, the default, means the number of CPUs, at most 4; up to 16.
+	TapQueues int `yaml:"tap_queues"`
+}
+
+// MaxTapQueues bounds steering.tap_queues.
+const MaxTapQueues = 16
+
+// TapQueueCount is TapQueues with its default.
+func (s Steering) TapQueueCount() int {
+	if s.TapQueues > 0 {
+		return s.TapQueues
+	}
+	return min(runtime.NumCPU(), 4)
 }
 
 // InlineFrames is Inline with its default (DefaultInline, or batch when

@@ -244,6 +244,9 @@ func (c *Config) Validate() error {
 	if in := c.Steering.Inline; in != nil && (*in < 0 || *in > c.Steering.Batch) {
 		cl.add("steering.inline", "%d is outside 0..%d (steering.batch)", *in, c.Steering.Batch)
 	}
+	if c.Steering.TapQueues < 0 || c.Steering.TapQueues > MaxTapQueues {
+		cl.add("steering.tap_queues", "%d is outside 0..%d (0: the number of CPUs, at most 4)", c.Steering.TapQueues, MaxTapQueues)
+	}
 	if c.Steering.SpinMicros < 0 || c.Steering.SpinMicros > MaxSpinMicros {
 		cl.add("steering.spin_us", "%d is outside 0..%d (microseconds)", c.Steering.SpinMicros, MaxSpinMicros)
 	}

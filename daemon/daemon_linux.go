@@ -50,11 +50,15 @@ type daemon struct {
 	neigh  *neighbours
 	hops   nextHops        // d.neigh, or a fake in tests
 	pools  []*sockPool     // per network, with vtep.transmit: socket
-	tunTx  *tap.Tx         // with vtep.transmit: tunnel, one queue per network
-	redir  *bpf.Redirect   // from tunTx's ingress to the uplink
-	txPath config.Transmit // vtep.transmit, auto resolved
-	stage  *networkStage
-	policy steer.Policy
+	tunTx  *tap.Tx         // with vtep.transmit: tunnel, one queue per encap loop
+	multiQ []bool          // per network: its TAP was created multi-queue
+	extra  [][]*tap.Device // per network: its TAP's queues after the first (tunnel path)
+	// tapSteer is the queue-selection program of multi-queue TAPs.
+	tapSteer *bpf.Steering
+	redir    *bpf.Redirect   // from tunTx's ingress to the uplink
+	txPath   config.Transmit // vtep.transmit, auto resolved
+	stage    *networkStage
+	policy   steer.Policy
 	// unordered bypasses the microflow merger (Options.Unordered).
 	unordered bool
 
@@ -234,6 +238,12 @@ func (d *daemon) setup(o Options) error {
 	d.log.Info("XDP program attached", "interface", d.uplinkName, "mode", d.xdpMode.String())
 
 	d.devMu = make([]sync.Mutex, len(cfg.Networks))
+	d.multiQ = make([]bool, len(cfg.Networks))
+	d.extra = make([][]*tap.Device, len(cfg.Networks))
+	tunnelPlanned := cfg.VTEP.Transmit == config.TransmitTunnel || cfg.VTEP.Transmit == config.TransmitAuto
+	for _, n := range cfg.Networks {
+		tunnelPlanned = tunnelPlanned && n.Device.Type == config.DeviceTAP
+	}
 	frameSize := d.socks[0].Options().FrameSize
 	for i, n := range cfg.Networks {
 		mtu := n.Device.MTU
@@ -263,17 +273,30 @@ func (d *daemon) setup(o Options) error {
 				"mtu", mtu, "queues", v.Queues(), "xdp_mode", v.Mode().String())
 			continue
 		}
-		t, err := tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge})
+		// Several queues (one encap loop each) on the tunnel path: the
+		// device is created multi-queue, the other queues attached once
+		// the path is known (setupTAPQueues).
+		mq := tunnelPlanned && cfg.Steering.TapQueueCount() > 1
+		t, err := tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge, MultiQueue: mq})
+		if err != nil && mq && errors.Is(err, unix.EINVAL) {
+			// An existing single-queue TAP adopted: one queue.
+			mq = false
+			t, err = tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge})
+		}
 		if err != nil {
 			return fmt.Errorf("%w: open TAP %s: %w", ErrSetup, n.Device.Name, err)
 		}
 		t.SetReadSpin(cfg.Steering.Spin())
 		d.devs = append(d.devs, t)
+		d.multiQ[i] = mq
 		d.log.Info("TAP ready", "device", t.Name(), "vni", n.VNI, "bridge", n.Device.Bridge,
 			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String())
 	}
 
 	if err := d.setupTransmit(); err != nil {
+		return err
+	}
+	if err := d.setupTAPQueues(); err != nil {
 		return err
 	}
 	d.neigh, err = newNeighbours(d.uplinkIndex, d.enter, d.log)
@@ -335,12 +358,61 @@ func (d *daemon) setupTransmit() error {
 	return nil
 }
 
+// tapQueues is the number of queues (encap loops) network i's device
+// gets.
+func (d *daemon) tapQueues(i int) int {
+	if d.txPath != config.TransmitTunnel || !d.multiQ[i] {
+		return 1
+	}
+	return d.cfg.Steering.TapQueueCount()
+}
+
+// encapLoops is the number of encap loops, over every network.
+func (d *daemon) encapLoops() int {
+	n := 0
+	for i := range d.nets {
+		n += d.tapQueues(i)
+	}
+	return n
+}
+
+// setupTAPQueues attaches the other queues of each multi-queue TAP and
+// the program that spreads flows over them.
+func (d *daemon) setupTAPQueues() error {
+	for i := range d.nets {
+		q := d.tapQueues(i)
+		if q < 2 {
+			continue
+		}
+		t := d.devs[i].(*tap.Device)
+		if d.tapSteer == nil {
+			var err error
+			if d.tapSteer, err = bpf.NewSteering(); err != nil {
+				return fmt.Errorf("%w: %w", ErrSetup, err)
+			}
+		}
+		if err := t.SetSteering(d.tapSteer.FD()); err != nil {
+			return fmt.Errorf("%w: %w", ErrSetup, err)
+		}
+		for range q - 1 {
+			x, err := tap.Open(tap.Options{Name: t.Name(), MultiQueue: true})
+			if err != nil {
+				return fmt.Errorf("%w: open another queue of TAP %s: %w", ErrSetup, t.Name(), err)
+			}
+			x.SetReadSpin(d.cfg.Steering.Spin())
+			d.extra[i] = append(d.extra[i], x)
+		}
+		d.log.Info("TAP queues", "device", t.Name(), "queues", q)
+	}
+	return nil
+}
+
 // openTunnel creates the transmit TAP (one queue per network) and
 // redirects its ingress to the uplink.
 func (d *daemon) openTunnel() error {
 	name := fmt.Sprintf("mfx%d", d.uplinkIndex)
 	var err error
-	if d.tunTx, err = tap.OpenTx(name, len(d.nets)); err != nil {
+	if d.tunTx, err = tap.OpenTx(name, d.encapLoops()); err != nil {
 		return err
 	}
 	if d.redir, err = bpf.AttachRedirect(d.tunTx.Index(), d.uplinkIndex); err != nil {
@@ -399,14 +471,26 @@ func (d *daemon) run(ctx context.Context) error {
 		}()
 	}
 	var txWG sync.WaitGroup
+	txq := 0
 	for i := range d.devs {
+		if d.tunTx != nil {
+			// One loop per TAP queue, each with its own transmit
+			// queue (validated: TAPs only on this path).
+			for _, t := range append([]*tap.Device{d.devs[i].(*tap.Device)}, d.extra[i]...) {
+				txWG.Add(1)
+				go func(q int) {
+					defer txWG.Done()
+					d.encapLoopTunnel(i, t, q)
+				}(txq)
+				txq++
+			}
+			continue
+		}
 		txWG.Add(1)
 		go func() {
 			defer txWG.Done()
 			if d.pools != nil {
 				d.encapLoopSocket(i, d.pools[i])
-			} else if d.tunTx != nil {
-				d.encapLoopTunnel(i, d.devs[i].(*tap.Device)) // validated: TAPs only
 			} else {
 				d.encapLoop(i, d.socks[0])
 			}
@@ -502,6 +586,11 @@ func (d *daemon) closeTAPs() {
 	d.devsOnce.Do(func() {
 		for i, t := range d.devs {
 			d.devMu[i].Lock()
+			for _, x := range d.extra[i] {
+				if err := x.Close(); err != nil {
+					d.log.Warn("closing a device queue", "device", x.Name(), "err", err)
+				}
+			}
 			if err := t.Close(); err != nil {
 				d.log.Warn("closing device", "device", t.Name(), "err", err)
 			}
@@ -552,6 +641,10 @@ func (d *daemon) closeTunnel() {
 			d.log.Warn("detaching the transmit TAP's redirect", "err", err)
 		}
 		d.redir = nil
+	}
+	if d.tapSteer != nil {
+		d.tapSteer.Close()
+		d.tapSteer = nil
 	}
 	if d.tunTx != nil {
 		if err := d.tunTx.Close(); err != nil {

@@ -78,8 +78,21 @@ func (d *daemon) snapshotAt(final bool) metrics.Snapshot {
 	var tapDrops [tap.NumReasons]uint64
 	writeErrors := map[string]uint64{"tap_write_error": 0, "veth_tx_error": 0}
 	var read, readBytes uint64
+	loops := 0
 	for i, t := range d.devs {
 		ts := t.Stats()
+		loops++
+		if i < len(d.extra) {
+			for _, x := range d.extra[i] { // its other queues: what their loops read
+				xs := x.Stats()
+				ts.Frames += xs.Frames
+				ts.FrameBytes += xs.FrameBytes
+				for r, n := range xs.Drops {
+					ts.Drops[r] += n
+				}
+				loops++
+			}
+		}
 		for r, n := range ts.Drops {
 			tapDrops[r] += n
 		}
@@ -119,7 +132,7 @@ func (d *daemon) snapshotAt(final bool) metrics.Snapshot {
 				peers = max(peers, len(*p))
 			}
 		}
-		s.Encap.Window = uint64(len(d.devs) * int(max(txBatch, d.txBatchMax.Load())) * (1 + peers))
+		s.Encap.Window = uint64(loops * int(max(txBatch, d.txBatchMax.Load())) * (1 + peers))
 	}
 
 	// A frame the kernel refused on a TAP write (or a veth's transmit

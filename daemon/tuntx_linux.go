@@ -26,10 +26,10 @@ import (
 // tunBatch is how many packets (super-frames) one read takes at most.
 const tunBatch = 16
 
-// encapLoopTunnel is encapLoop for the tunnel path: it reads network i's
-// TAP and writes to queue i of the transmit TAP until the device is
-// closed.
-func (d *daemon) encapLoopTunnel(i int, t *tap.Device) {
+// encapLoopTunnel is encapLoop for the tunnel path: it reads one queue t
+// of network i's TAP and writes to queue txq of the transmit TAP until
+// the device is closed.
+func (d *daemon) encapLoopTunnel(i int, t *tap.Device, txq int) {
 	n := d.nets[i]
 	lo, hi, _ := d.cfg.VTEP.SourcePortRange() // validated
 	enc := vxlan.Encoder{SrcMAC: d.uplinkMAC, SrcIP: d.vtep, Port: uint16(d.cfg.VTEP.Port), Seed: flowSeed,
@@ -43,7 +43,7 @@ func (d *daemon) encapLoopTunnel(i int, t *tap.Device) {
 	layouts := make([]tap.Layout, tunBatch)
 	frames := make([][]byte, tunBatch)
 	run := make([]byte, tunHead+vxlan.EthernetLen+0xFFFF) // a merged run of UDP datagrams
-	w := tunWriter{d: d, q: i, enc: &enc}
+	w := tunWriter{d: d, q: txq, enc: &enc}
 	for {
 		m, err := t.ReadPackets(bufs, sizes, off)
 		if err != nil && m == 0 {

@@ -2,15 +2,21 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"log/slog"
 	"net"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
 	"mflow/bench/testbed/testbedtest"
+	"mflow/bench/traffic"
+	"mflow/bpf"
+	"mflow/config"
 	"mflow/internal/csum"
 	"mflow/tap"
 	"mflow/vxlan"
@@ -304,5 +310,92 @@ func TestUDPRun(t *testing.T) {
 	}
 	if n, _, _ := udpRun(frames[5:], layouts[5:], dst); n != 0 {
 		t.Fatalf("a lone datagram made a run of %d", n)
+	}
+}
+
+// TestE2ETAPQueues: on the tunnel path with two TAP queues, sixteen TCP
+// streams container → peer at once (each verified end to end) are read
+// from both queues, so by both encap loops (all sixteen on one queue has
+// a chance of 2^-15), and every frame is accounted for.
+func TestE2ETAPQueues(t *testing.T) {
+	cfg := testConfig(t, "single", 1, 64)
+	cfg.VTEP.Transmit = config.TransmitTunnel
+	cfg.Steering.TapQueues = 2
+	r := startDaemon(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const streams, each = 16, 2 << 20
+	res, err := traffic.Bulk(ctx, r.topo.Ctr, r.topo.Peer, netip.AddrPortFrom(peerOverlay, 5301), traffic.BulkOptions{Streams: streams, Duration: 30 * time.Second, Limit: each})
+	if err != nil || res.Bytes != streams*each {
+		t.Fatalf("%d streams container → peer: %+v, %v", streams, res, err)
+	}
+	d := r.d.d
+	if len(d.extra) != 1 || len(d.extra[0]) != 1 {
+		t.Fatalf("extra queues %v, want one", d.extra)
+	}
+	q0, q1 := d.devs[0].Stats().Frames, d.extra[0][0].Stats().Frames
+	t.Logf("frames read: queue 0 %d, queue 1 %d", q0, q1)
+	if q0 == 0 || q1 == 0 {
+		t.Fatalf("frames read: queue 0 %d, queue 1 %d; want both queues used by sixteen flows", q0, q1)
+	}
+	if err := r.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := r.d.Snapshot(); s.Check() != nil {
+		t.Fatal(s.Check())
+	}
+}
+
+// TestSteeringProgram: the TAP queue program gives both directions of a
+// TCP flow and all of its packets one value, ports change it, fragments
+// hash their addresses only, and a non-IPv4 frame gets 0.
+func TestSteeringProgram(t *testing.T) {
+	testbedtest.RequirePrivileges(t)
+	p, err := bpf.NewSteering()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	frame := func(src, dst [4]byte, sport, dport uint16, frag bool) []byte {
+		f := make([]byte, 14+20+20)
+		f[12], f[13] = 0x08, 0x00
+		f[14], f[23] = 0x45, 6
+		if frag {
+			f[20] = 0x20 // MF
+		}
+		copy(f[26:], src[:])
+		copy(f[30:], dst[:])
+		binary.BigEndian.PutUint16(f[34:], sport)
+		binary.BigEndian.PutUint16(f[36:], dport)
+		return f
+	}
+	run := func(f []byte) uint32 {
+		v, err := p.Run(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	a, b := [4]byte{10, 42, 0, 2}, [4]byte{10, 42, 0, 1}
+	fwd, rev := run(frame(a, b, 40000, 5201, false)), run(frame(b, a, 5201, 40000, false))
+	if fwd != rev {
+		t.Fatalf("the two directions of a flow: %#x and %#x", fwd, rev)
+	}
+	// Linux gives connecting sockets source ports of one parity: even
+	// ports alone must spread too (the kernel keeps the low 16 bits).
+	distinct := map[uint32]bool{}
+	for port := uint16(40000); port < 40032; port += 2 {
+		distinct[run(frame(a, b, port, 5201, false))&0xffff%4] = true
+	}
+	if len(distinct) < 3 {
+		t.Fatalf("16 even source ports fall on %d of 4 queues", len(distinct))
+	}
+	if f1, f2 := run(frame(a, b, 1, 2, true)), run(frame(a, b, 3, 4, true)); f1 != f2 {
+		t.Fatalf("fragments of one pair of addresses: %#x and %#x", f1, f2)
+	}
+	arp := make([]byte, 60)
+	arp[12], arp[13] = 0x08, 0x06
+	if v := run(arp); v != 0 {
+		t.Fatalf("ARP frame: %#x, want 0", v)
 	}
 }

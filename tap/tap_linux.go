@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -254,4 +255,29 @@ func (d *Device) writeLoop(fd uintptr) bool {
 		d.wrI++
 	}
 	return true
+}
+
+// tunSetSteeringEBPF is TUNSETSTEERINGEBPF, _IOR('T', 224, int).
+const tunSetSteeringEBPF = 0x800454e0
+
+// SetSteering makes the kernel pick the queue of every frame it sends into
+// the (multi-queue) device by running the socket-filter program progFD
+// (its result modulo the number of queues) instead of its own flow table;
+// it applies to the whole device.
+func (d *Device) SetSteering(progFD int) error {
+	var err error
+	cerr := d.rc.Control(func(fd uintptr) {
+		v := int32(progFD)
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, fd, tunSetSteeringEBPF, uintptr(unsafe.Pointer(&v)))
+		if e != 0 {
+			err = e
+		}
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("tap %s: TUNSETSTEERINGEBPF: %w", d.name, err)
+	}
+	return nil
 }

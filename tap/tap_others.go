@@ -16,3 +16,6 @@ func (*Tx) Index() int              { return 0 }
 func (*Tx) Queues() int             { return 0 }
 func (*Tx) Write(int, []byte) error { return ErrUnsupported }
 func (*Tx) Close() error            { return nil }
+
+// SetSteering returns ErrUnsupported.
+func (d *Device) SetSteering(int) error { return ErrUnsupported }
