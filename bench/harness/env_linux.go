@@ -163,6 +163,9 @@ func (e *env) startDaemon() error {
 	if m.Spin != "" {
 		cpus += ", spin_us: " + m.Spin
 	}
+	if m.TapQueues > 0 {
+		cpus += fmt.Sprintf(", tap_queues: %d", m.TapQueues)
+	}
 	yaml := testbed.MflowConfigDevice(device, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus))
 	cfg, err := config.Parse(yaml)
 	if err != nil {

@@ -54,6 +54,10 @@ type Options struct {
 	// the config's default); every mflow mode runs once per value,
 	// named with a -spinN suffix when there are several.
 	Spins []int `json:"spins,omitempty"`
+	// TapQueues are values of mflow's steering.tap_queues to measure
+	// (0: the default), each mflow mode once per value, named with a -qN
+	// suffix when there are several.
+	TapQueues []int `json:"tap_queues,omitempty"`
 	// Sizes are UDP payload sizes in bytes (16 to 1422); the first is the
 	// size of the flows sweep and of the latency steps.
 	Sizes []int `json:"sizes"`
@@ -192,6 +196,8 @@ type Mode struct {
 	// Spin is mflow's steering.spin_us in µs ("" is the config's
 	// default).
 	Spin string
+	// TapQueues is mflow's steering.tap_queues (0: the config's default).
+	TapQueues int
 }
 
 // label names m in progress lines and warnings: the name, plus the batch
@@ -260,26 +266,40 @@ func (o *Options) Expand() ([]Mode, error) {
 			return nil, fmt.Errorf("expanding modes: spin %d µs outside 0..%d", sp, config.MaxSpinMicros)
 		}
 	}
+	queues := o.TapQueues
+	if len(queues) == 0 {
+		queues = []int{0}
+	}
+	for _, q := range queues {
+		if q < 0 || q > config.MaxTapQueues {
+			return nil, fmt.Errorf("expanding modes: tap queues %d outside 0..%d", q, config.MaxTapQueues)
+		}
+	}
 	var out []Mode
 	mflow := func(m Mode) {
 		for _, d := range devices {
 			for ti, t := range transmits {
 				for si, sp := range spins {
-					mm := m
-					mm.Device, mm.Transmit = d, t
-					if sp >= 0 {
-						mm.Spin = fmt.Sprint(sp)
+					for qi, q := range queues {
+						mm := m
+						mm.Device, mm.Transmit, mm.TapQueues = d, t, q
+						if sp >= 0 {
+							mm.Spin = fmt.Sprint(sp)
+						}
+						if d == "veth" {
+							mm.Name += "-veth"
+						}
+						if ti > 0 {
+							mm.Name += "-" + strings.ReplaceAll(t, "_", "")
+						}
+						if si > 0 || len(spins) > 1 && sp >= 0 {
+							mm.Name += fmt.Sprintf("-spin%d", sp)
+						}
+						if qi > 0 || len(queues) > 1 && q > 0 {
+							mm.Name += fmt.Sprintf("-q%d", q)
+						}
+						out = append(out, mm)
 					}
-					if d == "veth" {
-						mm.Name += "-veth"
-					}
-					if ti > 0 {
-						mm.Name += "-" + strings.ReplaceAll(t, "_", "")
-					}
-					if si > 0 || len(spins) > 1 && sp >= 0 {
-						mm.Name += fmt.Sprintf("-spin%d", sp)
-					}
-					out = append(out, mm)
 				}
 			}
 		}

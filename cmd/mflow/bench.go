@@ -60,6 +60,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	verbose := fs.Bool("v", false, "show the daemon's warnings")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the harness to `FILE`, and of each mflow mode's daemon process to FILE.<mode> (go tool pprof)")
 	spins := fs.String("spin", "", "mflow's steering.spin_us `values` to compare, in µs (each mflow mode once per value; \"\": the default)")
+	tapQueues := fs.String("tap-queues", "", "mflow's steering.tap_queues `values` to compare (each mflow mode once per value; \"\": the default)")
 	inProcess := fs.Bool("in-process", false, "run mflow inside the harness's process instead of as its own process (for comparison: it then shares the Go runtime with the load generators)")
 	from := fs.String("from", "", "measure nothing: read the report.json `FILE` of an earlier run and write its markdown (and with --out its files and plots) again")
 	if code, ok := parse(fs, args); !ok {
@@ -88,6 +89,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	apply("devices", func() error { o.Devices = splitList(*devices); return nil })
 	apply("transmit", func() error { o.Transmits = splitList(*transmits); return nil })
 	apply("spin", func() (err error) { o.Spins, err = parseInts(*spins); return err })
+	apply("tap-queues", func() (err error) { o.TapQueues, err = parseInts(*tapQueues); return err })
 	apply("sizes", func() (e error) { o.Sizes, e = parseInts(*sizes); return })
 	apply("flows", func() (e error) { o.Flows, e = parseInts(*flows); return })
 	apply("dirs", func() error { o.Dirs = append([]string{}, splitList(*dirs)...); return nil })
