@@ -69,6 +69,8 @@ func checkHost(cfg *config.Config) []Check {
 	add("VTEP address", addrErr, cfg.VTEP.Address+" is on "+a.Name)
 	detail, err := checkKernelVxLAN(cfg.VTEP.Port)
 	add("kernel VxLAN", err, detail)
+	detail, err = checkTransmit(cfg)
+	add("transmit path", err, detail)
 	for i, n := range cfg.Networks {
 		switch {
 		case n.Device.Type == config.DeviceVeth:
@@ -89,6 +91,35 @@ func checkHost(cfg *config.Config) []Check {
 	detail, err = checkUplinkXDP(a, cfg.Uplink.XDPMode)
 	add("XDP on uplink", err, detail)
 	return out
+}
+
+// checkTransmit says which encap path run would take (auto resolved by
+// the kernel's version: TUN's UDP-tunnel GSO came with 6.17, TCX with
+// 6.6), and fails where an explicit tunnel cannot be had.
+func checkTransmit(cfg *config.Config) (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", err
+	}
+	release := unix.ByteSliceToString(u.Release[:])
+	var major, minor int
+	fmt.Sscanf(release, "%d.%d", &major, &minor)
+	tunnelOK := major > 6 || major == 6 && minor >= 17
+	veth := false
+	for _, n := range cfg.Networks {
+		veth = veth || n.Device.Type == config.DeviceVeth
+	}
+	switch t := cfg.VTEP.Transmit; {
+	case t == config.TransmitTunnel && !tunnelOK:
+		return "", fmt.Errorf("vtep.transmit: tunnel needs Linux 6.17 or later (TUN UDP-tunnel GSO); this kernel is %s: use socket", release)
+	case t == config.TransmitAuto && veth:
+		return "auto: socket (a network's device is a veth)", nil
+	case t == config.TransmitAuto && !tunnelOK:
+		return "auto: socket (kernel " + release + " is older than 6.17)", nil
+	case t == config.TransmitAuto:
+		return fmt.Sprintf("auto: tunnel (kernel %s), %d TAP queues each", release, cfg.Steering.TapQueueCount()), nil
+	}
+	return string(cfg.VTEP.Transmit), nil
 }
 
 // checkUplinkXDP reports what is attached to the uplink without attaching

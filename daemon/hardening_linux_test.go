@@ -386,6 +386,10 @@ func TestCheckHostNextToDaemon(t *testing.T) {
 	if c := checkIn(t, r.topo, cfg)["XDP on uplink"]; !strings.Contains(c.Detail, "mflow's program") {
 		t.Errorf("XDP on uplink: %+v; want it to name mflow's attached program", c)
 	}
+	// check predicts the transmit path run took.
+	if c := checkIn(t, r.topo, cfg)["transmit path"]; !c.OK || !strings.HasPrefix(c.Detail, "auto: "+string(r.d.d.txPath)) {
+		t.Errorf("transmit path check %+v; the daemon runs %s", c, r.d.d.txPath)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 3, 20*time.Millisecond, 2*time.Second); err != nil || p.Received != p.Sent {

@@ -23,7 +23,7 @@ func (d *daemon) snapshot() metrics.Snapshot {
 // engines and encap loops have stopped), so the counters must balance
 // exactly (Flow.Window 0).
 func (d *daemon) snapshotAt(final bool) metrics.Snapshot {
-	s := metrics.Snapshot{Interface: d.uplinkName, XDPMode: d.xdpMode.String()}
+	s := metrics.Snapshot{Interface: d.uplinkName, XDPMode: d.xdpMode.String(), Transmit: string(d.txPath)}
 	d.enginesMu.Lock()
 	engines := append([]*dataplane.Engine(nil), d.engines...)
 	d.enginesMu.Unlock()

@@ -255,6 +255,11 @@ func (f Families) Snapshot() Snapshot {
 			s.Interface, s.XDPMode = label(m, "interface"), label(m, "mode")
 		}
 	})
+	f.each(NameTransmitPathInfo, func(m *dto.Metric) {
+		if value(m) == 1 {
+			s.Transmit = label(m, "path")
+		}
+	})
 	return s
 }
 
@@ -288,7 +293,11 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 	if uplink == "" {
 		uplink = "?"
 	}
-	if _, err = fmt.Fprintf(w, "uplink %s, XDP mode %s\n\n", uplink, mode); err != nil {
+	tx := s.Transmit
+	if tx == "" {
+		tx = "unknown"
+	}
+	if _, err = fmt.Fprintf(w, "uplink %s, XDP mode %s, transmit %s\n\n", uplink, mode, tx); err != nil {
 		return err
 	}
 

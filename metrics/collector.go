@@ -38,6 +38,7 @@ const (
 	NameUMEMSize                  = "mflow_umem_size_frames"
 	NameXSKEvents                 = "mflow_xsk_events_total"
 	NameXDPModeInfo               = "mflow_xdp_mode_info"
+	NameTransmitPathInfo          = "mflow_transmit_path_info"
 )
 
 // UMEM states (the "state" label of mflow_umem_frames) and XSK events (the
@@ -97,6 +98,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NameUMEMSize, "Frames in the UMEM of the AF_XDP socket of a queue.", []string{"queue"}},
 		{NameXSKEvents, "Kernel AF_XDP socket statistics (packets that never reached mflow).", []string{"queue", "event"}},
 		{NameXDPModeInfo, "The XDP attach mode in use on the uplink (value 1).", []string{"interface", "mode"}},
+		{NameTransmitPathInfo, "The encap transmit path in use, vtep.transmit with auto resolved (value 1).", []string{"path"}},
 	} {
 		c.descs[m.name] = prometheus.NewDesc(m.name, m.help, m.labels, nil)
 	}
@@ -181,6 +183,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.XDPMode != "" {
 		gauge(NameXDPModeInfo, 1, s.Interface, s.XDPMode)
+	}
+	if s.Transmit != "" {
+		gauge(NameTransmitPathInfo, 1, s.Transmit)
 	}
 }
 

@@ -40,6 +40,7 @@ func sample() Snapshot {
 		XSK:       []XSK{{Queue: 0, RxDropped: 1, RxInvalid: 2, TxInvalid: 3, RxRingFull: 4, FillRingEmpty: 5, TxRingEmpty: 6}},
 		Interface: "eth1",
 		XDPMode:   "native",
+		Transmit:  "tunnel",
 	}
 }
 
@@ -139,6 +140,7 @@ func TestExposition(t *testing.T) {
 		`mflow_umem_size_frames{queue="1"} 4096`,
 		`mflow_xsk_events_total{event="rx_ring_full",queue="0"} 4`,
 		`mflow_xdp_mode_info{interface="eth1",mode="native"} 1`,
+		`mflow_transmit_path_info{path="tunnel"} 1`,
 		"# TYPE mflow_received_packets_total counter",
 		"# TYPE mflow_umem_frames gauge",
 	} {

@@ -196,6 +196,9 @@ type Snapshot struct {
 	// ("native", "generic"); XDPMode "" leaves mflow_xdp_mode_info out.
 	Interface string
 	XDPMode   string
+	// Transmit is the encap transmit path in use ("tunnel", "socket",
+	// "af_xdp"); "" leaves mflow_transmit_path_info out.
+	Transmit string
 }
 
 // Drop reasons of frames the kernel dropped before mflow took them
