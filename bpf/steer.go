@@ -11,10 +11,12 @@ import (
 // frame the kernel sends into a multi-queue TAP it returns a hash of the
 // inner IPv4 addresses and, for TCP and UDP outside fragments, the ports
 // (symmetric: both directions of a flow hash alike);
-// the kernel takes it modulo the number of queues. A flow therefore
-// always lands on the same queue, whichever way its packets were
-// written, and flows spread over the queues. Other frames (ARP, IPv6)
-// go to queue 0.
+// the kernel takes it modulo the number of queues. A flow's packets
+// therefore land on one queue, and flows spread over the queues. Other
+// frames (ARP, IPv6) go to queue 0. As with a NIC's RSS, fragments and
+// packets with IP options hash on the addresses alone, so a UDP flow that
+// mixes fragmented and whole datagrams may have the two kinds on two
+// queues (and reordered against each other).
 type Steering struct {
 	prog *ebpf.Program
 }

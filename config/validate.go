@@ -164,6 +164,9 @@ func (c *Config) Validate() error {
 		if d.Type == DeviceVeth && c.VTEP.Transmit == TransmitTunnel {
 			cl.add(p+".device.type", "veth needs vtep.transmit socket or af_xdp (the tunnel path reads super-frames from a TAP)")
 		}
+		if d.Type == DeviceVeth && c.VTEP.Transmit == TransmitAuto && c.VTEP.UDPChecksum != nil && !*c.VTEP.UDPChecksum {
+			cl.add("vtep.udp_checksum", "false needs vtep.transmit: af_xdp with a veth network (auto takes the socket path there, which always sends a checksum)")
+		}
 		if d.Name == "" {
 			cl.add(p+".device.name", "required")
 		} else if msg := ifaceNameProblem(d.Name); msg != "" {

@@ -126,8 +126,10 @@ func (d *Daemon) XDPCounters() (bpf.Counters, error) { return d.d.xdpCounters() 
 // Encap: received counts frames read from the devices (after segmentation;
 // a packet that failed segmentation counts once, under its tap reason, as
 // does a frame from a veth that is too short or too large) plus the extra
-// copies flooding makes; delivered counts frames put on the uplink's tx
-// ring.
+// copies flooding makes; delivered counts frames handed to the kernel for
+// the uplink (the AF_XDP tx ring; a UDP socket's sendmsg; a write to the
+// transmit TAP, counted in the wire frames it becomes). What the kernel
+// drops after that (the uplink's queue) it counts itself.
 //
 // After Run has returned, Snapshot returns the last one taken before
 // teardown. It is safe for concurrent use.

@@ -42,17 +42,16 @@ type daemon struct {
 	att   *bpf.Attachment
 	socks []xsk.Queue
 
-	nets   []*network
-	byVNI  map[uint32]*network
-	devs   []device     // per network: its TAP or veth
-	devMu  []sync.Mutex // one writer at a time per device
-	fdb    vxlan.FDB
-	neigh  *neighbours
-	hops   nextHops        // d.neigh, or a fake in tests
-	pools  []*sockPool     // per network, with vtep.transmit: socket
-	tunTx  *tap.Tx         // with vtep.transmit: tunnel, one queue per encap loop
-	multiQ []bool          // per network: its TAP was created multi-queue
-	extra  [][]*tap.Device // per network: its TAP's queues after the first (tunnel path)
+	nets  []*network
+	byVNI map[uint32]*network
+	devs  []device     // per network: its TAP or veth
+	devMu []sync.Mutex // one writer at a time per device
+	fdb   vxlan.FDB
+	neigh *neighbours
+	hops  nextHops        // d.neigh, or a fake in tests
+	pools []*sockPool     // per network, with vtep.transmit: socket
+	tunTx *tap.Tx         // with vtep.transmit: tunnel, one queue per encap loop
+	extra [][]*tap.Device // per network: its TAP's queues after the first (tunnel path)
 	// tapSteer is the queue-selection program of multi-queue TAPs.
 	tapSteer *bpf.Steering
 	redir    *bpf.Redirect   // from tunTx's ingress to the uplink
@@ -238,11 +237,10 @@ func (d *daemon) setup(o Options) error {
 	d.log.Info("XDP program attached", "interface", d.uplinkName, "mode", d.xdpMode.String())
 
 	d.devMu = make([]sync.Mutex, len(cfg.Networks))
-	d.multiQ = make([]bool, len(cfg.Networks))
 	d.extra = make([][]*tap.Device, len(cfg.Networks))
-	tunnelPlanned := cfg.VTEP.Transmit == config.TransmitTunnel || cfg.VTEP.Transmit == config.TransmitAuto
-	for _, n := range cfg.Networks {
-		tunnelPlanned = tunnelPlanned && n.Device.Type == config.DeviceTAP
+	// The transmit path first: the tunnel path's TAPs get several queues.
+	if err := d.setupTransmit(); err != nil {
+		return err
 	}
 	frameSize := d.socks[0].Options().FrameSize
 	for i, n := range cfg.Networks {
@@ -274,10 +272,12 @@ func (d *daemon) setup(o Options) error {
 			continue
 		}
 		// Several queues (one encap loop each) on the tunnel path: the
-		// device is created multi-queue, the other queues attached once
-		// the path is known (setupTAPQueues).
-		mq := tunnelPlanned && cfg.Steering.TapQueueCount() > 1
-		t, err := tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge, MultiQueue: mq})
+		// device is created multi-queue and down, and put on its bridge
+		// and up only once every queue and the steering program are
+		// attached, so that no frame is queued before its flow's queue
+		// is fixed.
+		mq := d.txPath == config.TransmitTunnel && cfg.Steering.TapQueueCount() > 1
+		t, err := tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge, MultiQueue: mq, Down: mq})
 		if err != nil && mq && errors.Is(err, unix.EINVAL) {
 			// An existing single-queue TAP adopted: one queue.
 			mq = false
@@ -288,17 +288,18 @@ func (d *daemon) setup(o Options) error {
 		}
 		t.SetReadSpin(cfg.Steering.Spin())
 		d.devs = append(d.devs, t)
-		d.multiQ[i] = mq
+		if mq {
+			if err := d.setupTAPQueues(i, t); err != nil {
+				return err
+			}
+			if err := t.Up(n.Device.Bridge); err != nil {
+				return fmt.Errorf("%w: %w", ErrSetup, err)
+			}
+		}
 		d.log.Info("TAP ready", "device", t.Name(), "vni", n.VNI, "bridge", n.Device.Bridge,
-			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String())
+			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String(), "queues", 1+len(d.extra[i]))
 	}
 
-	if err := d.setupTransmit(); err != nil {
-		return err
-	}
-	if err := d.setupTAPQueues(); err != nil {
-		return err
-	}
 	d.neigh, err = newNeighbours(d.uplinkIndex, d.enter, d.log)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
@@ -358,16 +359,18 @@ func (d *daemon) setupTransmit() error {
 	return nil
 }
 
-// tapQueues is the number of queues (encap loops) network i's device
-// gets.
+// tapQueues is the number of queues (encap loops) planned for network
+// i's device, and so the transmit TAP queues it is given; an adopted
+// single-queue TAP uses only the first.
 func (d *daemon) tapQueues(i int) int {
-	if d.txPath != config.TransmitTunnel || !d.multiQ[i] {
+	if d.txPath != config.TransmitTunnel {
 		return 1
 	}
 	return d.cfg.Steering.TapQueueCount()
 }
 
-// encapLoops is the number of encap loops, over every network.
+// encapLoops is the number of transmit TAP queues planned, over every
+// network.
 func (d *daemon) encapLoops() int {
 	n := 0
 	for i := range d.nets {
@@ -376,39 +379,31 @@ func (d *daemon) encapLoops() int {
 	return n
 }
 
-// setupTAPQueues attaches the other queues of each multi-queue TAP and
-// the program that spreads flows over them.
-func (d *daemon) setupTAPQueues() error {
-	for i := range d.nets {
-		q := d.tapQueues(i)
-		if q < 2 {
-			continue
-		}
-		t := d.devs[i].(*tap.Device)
-		if d.tapSteer == nil {
-			var err error
-			if d.tapSteer, err = bpf.NewSteering(); err != nil {
-				return fmt.Errorf("%w: %w", ErrSetup, err)
-			}
-		}
-		if err := t.SetSteering(d.tapSteer.FD()); err != nil {
+// setupTAPQueues attaches the program that spreads flows over the queues
+// of network i's multi-queue TAP t, and its other queues.
+func (d *daemon) setupTAPQueues(i int, t *tap.Device) error {
+	if d.tapSteer == nil {
+		var err error
+		if d.tapSteer, err = bpf.NewSteering(); err != nil {
 			return fmt.Errorf("%w: %w", ErrSetup, err)
 		}
-		for range q - 1 {
-			x, err := tap.Open(tap.Options{Name: t.Name(), MultiQueue: true})
-			if err != nil {
-				return fmt.Errorf("%w: open another queue of TAP %s: %w", ErrSetup, t.Name(), err)
-			}
-			x.SetReadSpin(d.cfg.Steering.Spin())
-			d.extra[i] = append(d.extra[i], x)
+	}
+	if err := t.SetSteering(d.tapSteer.FD()); err != nil {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	for range d.tapQueues(i) - 1 {
+		x, err := tap.Open(tap.Options{Name: t.Name(), MultiQueue: true, Down: true})
+		if err != nil {
+			return fmt.Errorf("%w: open another queue of TAP %s: %w", ErrSetup, t.Name(), err)
 		}
-		d.log.Info("TAP queues", "device", t.Name(), "queues", q)
+		x.SetReadSpin(d.cfg.Steering.Spin())
+		d.extra[i] = append(d.extra[i], x)
 	}
 	return nil
 }
 
-// openTunnel creates the transmit TAP (one queue per network) and
-// redirects its ingress to the uplink.
+// openTunnel creates the transmit TAP (one queue per planned encap loop)
+// and redirects its ingress to the uplink.
 func (d *daemon) openTunnel() error {
 	name := fmt.Sprintf("mfx%d", d.uplinkIndex)
 	var err error
@@ -471,19 +466,20 @@ func (d *daemon) run(ctx context.Context) error {
 		}()
 	}
 	var txWG sync.WaitGroup
-	txq := 0
+	base := 0 // network i's first transmit TAP queue
 	for i := range d.devs {
 		if d.tunTx != nil {
 			// One loop per TAP queue, each with its own transmit
 			// queue (validated: TAPs only on this path).
-			for _, t := range append([]*tap.Device{d.devs[i].(*tap.Device)}, d.extra[i]...) {
+			for q, t := range append([]*tap.Device{d.devs[i].(*tap.Device)}, d.extra[i]...) {
+				txq := base + q
 				txWG.Add(1)
-				go func(q int) {
+				go func() {
 					defer txWG.Done()
-					d.encapLoopTunnel(i, t, q)
-				}(txq)
-				txq++
+					d.encapLoopTunnel(i, t, txq)
+				}()
 			}
+			base += d.tapQueues(i)
 			continue
 		}
 		txWG.Add(1)
@@ -586,6 +582,12 @@ func (d *daemon) closeTAPs() {
 	d.devsOnce.Do(func() {
 		for i, t := range d.devs {
 			d.devMu[i].Lock()
+			if tt, ok := t.(*tap.Device); ok && len(d.extra[i]) > 0 && tt.Adopted() {
+				// A TAP that outlives mflow does not keep its program.
+				if err := tt.SetSteering(-1); err != nil {
+					d.log.Warn("removing the TAP's steering program", "device", t.Name(), "err", err)
+				}
+			}
 			for _, x := range d.extra[i] {
 				if err := x.Close(); err != nil {
 					d.log.Warn("closing a device queue", "device", x.Name(), "err", err)

@@ -505,6 +505,38 @@ func TestE2ETAPDeleted(t *testing.T) {
 	}
 }
 
+// TestE2ETransmitTAPDeleted: the tunnel path's transmit TAP deleted from
+// outside ends Run with ErrDeviceLost naming it, as a deleted TAP does,
+// and the counts still balance.
+func TestE2ETransmitTAPDeleted(t *testing.T) {
+	cfg := testConfig(t, "single", 1, 64)
+	cfg.VTEP.Transmit = config.TransmitTunnel
+	r := startDaemon(t, cfg)
+	waitReady(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 1, 0, 2*time.Second); err != nil || p.Received != 1 {
+		t.Fatalf("ping: %+v, %v", p, err)
+	}
+	name := r.d.d.tunTx.Name()
+	if err := r.topo.Host.DeleteLink(name); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if !errors.Is(err, ErrDeviceLost) || !strings.Contains(err.Error(), "transmit TAP "+name) {
+			t.Fatalf("Run after the transmit TAP was deleted: %v; want ErrDeviceLost naming it", err)
+		}
+		t.Logf("Run: %v", err)
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run still serving 3s after its transmit TAP was deleted")
+	}
+	if s := r.d.Snapshot(); s.Check() != nil {
+		t.Error(s.Check())
+	}
+}
+
 // TestE2EBridgeRecreated: the TAP's bridge deleted and created again (as a
 // network manager restarting would): the daemon puts its TAP back on the
 // new bridge, and traffic flows again.

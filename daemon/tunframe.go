@@ -20,21 +20,16 @@ const tunHead = tap.TunnelHdrLen + vxlan.Overhead
 // layout l behind the vxlan.Overhead bytes of outer headers: a
 // super-frame becomes GSO over a UDP/IPv4 tunnel (the kernel cuts it and
 // writes each segment's inner and outer headers, as for its own VxLAN
-// device), a frame with a partial checksum keeps it (the offsets moved
-// past the outer headers), a plain frame needs nothing. outerCsum asks
-// the kernel to compute each segment's outer UDP checksum. It returns
-// false for a super-frame the kernel would refuse in a tunnel (no partial
-// checksum): the caller cuts it itself.
+// device); a plain frame, whose checksums the caller completed
+// (completeCsum), needs nothing. outerCsum asks the kernel to compute
+// each segment's outer UDP checksum. It returns false for a super-frame
+// the kernel would refuse in a tunnel (no partial checksum), and for a
+// plain frame with a partial checksum: the caller cuts or completes it.
 func tunnelHdr(l *tap.Layout, outerCsum bool, th *tap.TunnelHdr) bool {
 	h := &l.Hdr
 	*th = tap.TunnelHdr{}
 	if h.GSOType == tap.GSONone {
-		if h.Flags&tap.FlagNeedsCsum != 0 {
-			th.Flags = tap.FlagNeedsCsum
-			th.CsumStart = h.CsumStart + vxlan.Overhead
-			th.CsumOffset = h.CsumOffset
-		}
-		return true
+		return h.Flags&tap.FlagNeedsCsum == 0
 	}
 	if h.Flags&tap.FlagNeedsCsum == 0 {
 		return false
@@ -54,9 +49,11 @@ func tunnelHdr(l *tap.Layout, outerCsum bool, th *tap.TunnelHdr) bool {
 }
 
 // completeCsum finishes a plain frame's partial checksum (NEEDS_CSUM) in
-// place and clears the flag in l: a frame whose outer UDP checksum is
-// computed here must have its inner one final first. The offsets were
-// checked by tap.ParsePacket.
+// place and clears the flag in l. The kernel marks only GSO packets
+// written to a TAP as encapsulated, so a NIC would apply a plain frame's
+// checksum offload to the outer headers; and an outer UDP checksum
+// computed here covers the inner one. The offsets were checked by
+// tap.ParsePacket.
 func completeCsum(frame []byte, l *tap.Layout) {
 	h := &l.Hdr
 	if h.GSOType != tap.GSONone || h.Flags&tap.FlagNeedsCsum == 0 {

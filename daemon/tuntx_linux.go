@@ -19,9 +19,10 @@ import (
 // transmit TAP's ingress redirects it to the uplink, and the uplink's
 // driver (tunnel TSO) or the kernel's GSO in front of it cuts it, as for
 // the kernel's own VxLAN device. On a veth wire it stays whole up to the
-// peer's VxLAN, which decapsulates it once. No byte of payload is copied
-// in user space: one copy out of the container's TAP, one into the
-// transmit TAP.
+// peer's VxLAN, which decapsulates it once. No byte of a super-frame's
+// payload is copied in user space: one copy out of the container's TAP,
+// one into the transmit TAP (a merged run of UDP datagrams, and a packet
+// that has to be cut here, are copied once more).
 
 // tunBatch is how many packets (super-frames) one read takes at most.
 const tunBatch = 16
@@ -44,6 +45,10 @@ func (d *daemon) encapLoopTunnel(i int, t *tap.Device, txq int) {
 	frames := make([][]byte, tunBatch)
 	run := make([]byte, tunHead+vxlan.EthernetLen+0xFFFF) // a merged run of UDP datagrams
 	w := tunWriter{d: d, q: txq, enc: &enc}
+	// The TAP's read counters are published after the frames are counted
+	// in flight (and the window raised to cover them), so that a snapshot
+	// never sees more read than in flight can explain.
+	t.HoldReadStats()
 	for {
 		m, err := t.ReadPackets(bufs, sizes, off)
 		if err != nil && m == 0 {
@@ -60,10 +65,10 @@ func (d *daemon) encapLoopTunnel(i int, t *tap.Device, txq int) {
 			frames[k] = bufs[k][tunHead : off+sizes[k]]
 			busy += int64(layouts[k].Frames)
 		}
-		d.txBusy.Add(busy)
-		if busy > d.txBatchMax.Load() {
-			d.txBatchMax.Store(busy)
+		for cur := d.txBatchMax.Load(); busy > cur && !d.txBatchMax.CompareAndSwap(cur, busy); cur = d.txBatchMax.Load() {
 		}
+		d.txBusy.Add(busy)
+		t.ReleaseReadStats()
 		for k := 0; k < m; k++ {
 			b := bufs[k][:off+sizes[k]]
 			l := &layouts[k]
@@ -125,9 +130,11 @@ func (w *tunWriter) send(b []byte, l *tap.Layout, vni uint32, vtep [4]byte) {
 	to := vxlan.Remote{IP: vtep, MAC: mac}
 	pkt := b[tap.TunnelHdrLen:]
 	frame := pkt[vxlan.Overhead:]
-	if w.enc.UDPChecksum {
-		completeCsum(frame, l) // the outer sum covers the inner one
-	}
+	// A plain frame's partial checksum is finished here: the kernel
+	// marks only a GSO packet as encapsulated, so a NIC would take a plain
+	// one's checksum offsets for the outer UDP's (and the outer sum, when
+	// asked for, covers the inner one). At most an MTU's bytes.
+	completeCsum(frame, l)
 	if len(pkt)-vxlan.EthernetLen > 0xFFFF || !tunnelHdr(l, w.enc.UDPChecksum, &w.th) {
 		// Too long for one outer IPv4 packet (a TAP's super-frame is
 		// not, for Linux's TCP), or nothing the kernel takes in a

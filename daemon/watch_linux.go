@@ -58,6 +58,14 @@ func (d *daemon) checkDevices() error {
 	d.reloadMu.Lock() // the bridges in force
 	defer d.reloadMu.Unlock()
 	return d.enter(func() error {
+		if tx := d.tunTx; tx != nil {
+			l, err := netlink.LinkByIndex(tx.Index())
+			var nf netlink.LinkNotFoundError
+			if errors.As(err, &nf) || err == nil && l.Attrs().Name != tx.Name() {
+				return fmt.Errorf("%w: the transmit TAP %s was deleted from outside mflow; exiting so that the service manager restarts mflow, which creates it again",
+					ErrDeviceLost, tx.Name())
+			}
+		}
 		for i, n := range d.cfg.Networks {
 			t, ok := d.devs[i].(*tap.Device)
 			if !ok || n.Device.Type != config.DeviceTAP {

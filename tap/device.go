@@ -38,6 +38,7 @@ type Device struct {
 	rdStats  Stats // counted during one Read, added to stats at its end
 	readFn   func(fd uintptr) bool
 	rawFn    func(fd uintptr) bool // ReadPackets' callback
+	holdRd   bool                  // HoldReadStats: ReadPackets leaves its counts to ReleaseReadStats
 	spin     spin.Spinner          // SetReadSpin
 
 	dropMu   sync.Mutex      // guards nl, drops and dropBase
@@ -183,7 +184,9 @@ func (d *Device) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, error
 	err := d.rc.Read(d.rawFn)
 	n, rerr := d.rdN, d.rdErr
 	d.rdBufs, d.rdSizes = nil, nil
-	d.flushReadStats()
+	if !d.holdRd {
+		d.flushReadStats()
+	}
 	if err != nil {
 		return n, fmt.Errorf("reading tap %s: %w", d.name, err)
 	}
@@ -192,6 +195,16 @@ func (d *Device) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, error
 	}
 	return n, nil
 }
+
+// HoldReadStats makes ReadPackets keep what it counted until
+// ReleaseReadStats, for a caller that must account for the packets
+// elsewhere before Stats shows them read. Call both from the reading
+// goroutine.
+func (d *Device) HoldReadStats() { d.holdRd = true }
+
+// ReleaseReadStats publishes what ReadPackets counted since the last
+// release.
+func (d *Device) ReleaseReadStats() { d.flushReadStats() }
 
 func (d *Device) flushReadStats() {
 	s := &d.rdStats

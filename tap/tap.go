@@ -84,6 +84,10 @@ type Options struct {
 	MultiQueue bool
 	// MustCreate fails with ErrExists instead of adopting an existing TAP.
 	MustCreate bool
+	// Down leaves the device off its bridge and down (as created, or as
+	// adopted) until Device.Up: for a caller that must configure it (more
+	// queues, a steering program) before frames come.
+	Down bool
 }
 
 // Stats are the counters of a Device. Drops[r] counts packets dropped for

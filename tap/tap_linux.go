@@ -82,22 +82,10 @@ func open(o Options) (*Device, error) {
 			return nil, fmt.Errorf("opening tap %s: setting MTU %d: %w", o.Name, o.MTU, err)
 		}
 	}
-	if o.Bridge != "" {
-		br, err := netlink.LinkByName(o.Bridge)
-		if err != nil {
-			return nil, fmt.Errorf("opening tap %s: looking up bridge %s: %w", o.Name, o.Bridge, err)
+	if !o.Down {
+		if err := attachUp(link, o.Name, o.Bridge); err != nil {
+			return nil, err
 		}
-		if _, isBridge := br.(*netlink.Bridge); !isBridge {
-			return nil, fmt.Errorf("opening tap %s: %s is a %s, not a bridge", o.Name, o.Bridge, br.Type())
-		}
-		if link.Attrs().MasterIndex != br.Attrs().Index {
-			if err := netlink.LinkSetMasterByIndex(link, br.Attrs().Index); err != nil {
-				return nil, fmt.Errorf("opening tap %s: attaching to bridge %s: %w", o.Name, o.Bridge, err)
-			}
-		}
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("opening tap %s: setting link up: %w", o.Name, err)
 	}
 
 	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
@@ -129,6 +117,38 @@ func open(o Options) (*Device, error) {
 	d.rawFn = d.readRawLoop
 	d.writeFn = d.writeLoop
 	return d, nil
+}
+
+// attachUp puts the device on bridge (when not empty) and brings it up.
+func attachUp(link netlink.Link, name, bridge string) error {
+	if bridge != "" {
+		br, err := netlink.LinkByName(bridge)
+		if err != nil {
+			return fmt.Errorf("opening tap %s: looking up bridge %s: %w", name, bridge, err)
+		}
+		if _, isBridge := br.(*netlink.Bridge); !isBridge {
+			return fmt.Errorf("opening tap %s: %s is a %s, not a bridge", name, bridge, br.Type())
+		}
+		if link.Attrs().MasterIndex != br.Attrs().Index {
+			if err := netlink.LinkSetMasterByIndex(link, br.Attrs().Index); err != nil {
+				return fmt.Errorf("opening tap %s: attaching to bridge %s: %w", name, bridge, err)
+			}
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("opening tap %s: setting link up: %w", name, err)
+	}
+	return nil
+}
+
+// Up puts a device opened with Options.Down on bridge (when not empty)
+// and brings it up.
+func (d *Device) Up(bridge string) error {
+	link, err := netlink.LinkByIndex(d.index)
+	if err != nil {
+		return fmt.Errorf("tap %s: looking up link: %w", d.name, err)
+	}
+	return attachUp(link, d.name, bridge)
 }
 
 // readLoop is the RawConn callback of Read: it returns false (wait) only

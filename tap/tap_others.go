@@ -19,3 +19,6 @@ func (*Tx) Close() error            { return nil }
 
 // SetSteering returns ErrUnsupported.
 func (d *Device) SetSteering(int) error { return ErrUnsupported }
+
+// Up returns ErrUnsupported.
+func (d *Device) Up(string) error { return ErrUnsupported }
