@@ -52,6 +52,7 @@ func (d *daemon) encapLoopTunnel(i int, t *tap.Device, txq int) {
 	for {
 		m, err := t.ReadPackets(bufs, sizes, off)
 		if err != nil && m == 0 {
+			t.ReleaseReadStats() // packets it dropped, if any: none is in flight
 			if d.readFailed(t, err, &w.lastWarn) {
 				return
 			}
