@@ -179,6 +179,32 @@ func TestTunnelHdr(t *testing.T) {
 			}
 		})
 	}
+	t.Run("tcp6", func(t *testing.T) {
+		// An IPv6 inner super-frame: TCPv6 segmentation in the IPv4 tunnel.
+		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv6}
+		ip6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: net.ParseIP("fd00::2"), DstIP: net.ParseIP("fd00::1")}
+		tc := &layers.TCP{SrcPort: 5000, DstPort: 6000, Seq: 1, ACK: true, Window: 512}
+		tc.SetNetworkLayerForChecksum(ip6)
+		sb := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(sb, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip6, tc, gopacket.Payload(make([]byte, 9000))); err != nil {
+			t.Fatal(err)
+		}
+		frame := sb.Bytes()
+		h := tap.VirtioNetHdr{Flags: tap.FlagNeedsCsum, GSOType: tap.GSOTCPv6, GSOSize: 1380, HdrLen: 74, CsumStart: 54, CsumOffset: 16}
+		b := make([]byte, tunHead+len(frame))
+		h.Encode(b[tunHead-tap.VirtioNetHdrLen:])
+		copy(b[tunHead:], frame)
+		l, r := tap.ParsePacket(b[tunHead-tap.VirtioNetHdrLen:])
+		if r != tap.OK || l.Frames != 7 {
+			t.Fatalf("ParsePacket: %+v, %v", l, r)
+		}
+		var th tap.TunnelHdr
+		want := tap.TunnelHdr{VirtioNetHdr: tap.VirtioNetHdr{Flags: tap.FlagNeedsCsum, GSOType: tap.GSOTCPv6 | tap.GSOUDPTunnelIPv4,
+			HdrLen: 50 + 74, GSOSize: 1380, CsumStart: 50 + 54, CsumOffset: 16}, OuterTH: 34, InnerNH: 64}
+		if !tunnelHdr(&l, false, &th) || th != want {
+			t.Fatalf("tunnel header %+v, want %+v", th, want)
+		}
+	})
 	t.Run("plain_partial", func(t *testing.T) {
 		b, inner := tapPacket(t, true, false, 300, 0)
 		l, r := tap.ParsePacket(b[tunHead-tap.VirtioNetHdrLen:])
