@@ -12,6 +12,10 @@ import (
 // tests: a packet read from a TAP (virtio header + frame) becomes one
 // outer frame behind a tunnel virtio header, the inner bytes untouched.
 
+// tunBatch is how many packets (super-frames) one read of the tunnel
+// path takes at most.
+const tunBatch = 16
+
 // tunHead is the room before a frame: the transmit TAP's header and the
 // outer headers.
 const tunHead = tap.TunnelHdrLen + vxlan.Overhead

@@ -24,9 +24,6 @@ import (
 // one into the transmit TAP (a merged run of UDP datagrams, and a packet
 // that has to be cut here, are copied once more).
 
-// tunBatch is how many packets (super-frames) one read takes at most.
-const tunBatch = 16
-
 // encapLoopTunnel is encapLoop for the tunnel path: it reads one queue t
 // of network i's TAP and writes to queue txq of the transmit TAP until
 // the device is closed.
