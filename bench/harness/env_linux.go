@@ -86,7 +86,7 @@ func setup(ctx context.Context, o *Options, m Mode) (e *env, err error) {
 			e.close()
 		}
 	}()
-	e.topo, err = testbed.Build(ctx, testbed.Options{Prefix: o.Prefix, HostVxLAN: m.Kind == ModeKernel || m.Kind == ModeKernelRPS})
+	e.topo, err = testbed.Build(ctx, testbed.Options{Prefix: o.Prefix, HostVxLAN: m.Kind == ModeKernel || m.Kind == ModeKernelRPS, WireOffloads: o.WireOffloads})
 	if err != nil {
 		return e, err
 	}

@@ -120,6 +120,9 @@ type Options struct {
 	// process of its own (how it runs on a host). For comparison only: it
 	// shares the Go runtime with the load generators and clients.
 	InProcess bool `json:"in_process,omitempty"`
+	// WireOffloads builds the wire with iproute2's default offloads
+	// (testbed.Options.WireOffloads) instead of all off.
+	WireOffloads bool `json:"wire_offloads,omitempty"`
 	// DaemonCPUProfile, when set, makes each mflow mode's daemon process
 	// write a CPU profile to DaemonCPUProfile.<mode>.
 	DaemonCPUProfile string `json:"-"`

@@ -95,7 +95,7 @@ func (t *Topology) wire() error {
 	if t.Options.WireDefaultQueues {
 		q = 0 // no IFLA_NUM_{RX,TX}_QUEUES: the kernel's defaults
 	}
-	if err := Veth(t.Peer, PeerWire, t.Host, HostUplink, VethOpts{MTU: WireMTU, RxQueues: q, TxQueues: q, NoOffloads: true}); err != nil {
+	if err := Veth(t.Peer, PeerWire, t.Host, HostUplink, VethOpts{MTU: WireMTU, RxQueues: q, TxQueues: q, NoOffloads: !t.Options.WireOffloads}); err != nil {
 		return err
 	}
 	if t.Options.PeerTxChecksum {

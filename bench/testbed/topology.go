@@ -62,6 +62,13 @@ type Options struct {
 	// pseudo-header sum (docs/ARCHITECTURE.md §5). Otherwise both wire
 	// ends have every offload off.
 	PeerTxChecksum bool
+	// WireOffloads leaves the wire's offloads as `ip link add … type
+	// veth` makes them (TSO, GSO, transmit checksum on; GRO off), so that
+	// super-frames can cross it whole, as on a host whose overlay an
+	// operator built with iproute2. Otherwise both ends have every
+	// offload off (PeerTxChecksum aside) and the wire carries MTU-sized
+	// frames.
+	WireOffloads bool
 }
 
 // Topology is a built testbed. Close removes it; Close is idempotent and

@@ -61,6 +61,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the harness to `FILE`, and of each mflow mode's daemon process to FILE.<mode> (go tool pprof)")
 	spins := fs.String("spin", "", "mflow's steering.spin_us `values` to compare, in µs (each mflow mode once per value; \"\": the default)")
 	tapQueues := fs.String("tap-queues", "", "mflow's steering.tap_queues `values` to compare (each mflow mode once per value; \"\": the default)")
+	wireOffloads := fs.Bool("wire-offloads", false, "build the wire veth with iproute2's default offloads (TSO, GSO and transmit checksum on) instead of all off, as an operator's hand-built overlay has it")
 	inProcess := fs.Bool("in-process", false, "run mflow inside the harness's process instead of as its own process (for comparison: it then shares the Go runtime with the load generators)")
 	from := fs.String("from", "", "measure nothing: read the report.json `FILE` of an earlier run and write its markdown (and with --out its files and plots) again")
 	if code, ok := parse(fs, args); !ok {
@@ -116,6 +117,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		o.Log = stderr
 	}
 	o.InProcess = *inProcess
+	o.WireOffloads = *wireOffloads
 	o.DaemonCPUProfile = *cpuProfile
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "mflow bench: needs root (network namespaces, XDP, AF_XDP)")
