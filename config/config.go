@@ -270,8 +270,8 @@ type Steering struct {
 	// read by its own encap loop (the kernel picks a frame's queue by a
 	// hash of its inner IPv4 addresses and ports, so a flow stays on one
 	// queue and in order): flows from the containers are encapsulated in
-	// parallel, and one flow's backlog does not delay another's. Used on
-	// the tunnel transmit path (the others have one loop per network);
+	// parallel. Used on the tunnel transmit path (the others have one loop
+	// per network);
 	// 0, the default, means the number of CPUs, at most 4; up to 16.
 	TapQueues int `yaml:"tap_queues"`
 }
