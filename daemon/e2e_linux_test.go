@@ -210,18 +210,7 @@ func TestE2ETunnelUDP(t *testing.T) {
 	if res.Received == 0 || res.OutOfOrder != 0 || res.Duplicates != 0 {
 		t.Fatalf("UDP stream through the tunnel path: %+v; want no reordering", res)
 	}
-	var writes uint64
-	if err := r.topo.Host.Do(func() error {
-		links, err := netlink.LinkList()
-		for _, l := range links {
-			if a := l.Attrs(); strings.HasPrefix(a.Name, "mfx") && a.Statistics != nil {
-				writes = a.Statistics.RxPackets
-			}
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	writes := txTAPPackets(t, r) // before the shutdown closes it
 	if err := r.shutdown(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"encoding/binary"
-
 	"mflow/internal/csum"
 	"mflow/tap"
 	"mflow/vxlan"
@@ -72,97 +70,13 @@ func completeCsum(frame []byte, l *tap.Layout) {
 	h.Flags &^= tap.FlagNeedsCsum
 }
 
-// Runs of UDP datagrams. A UDP sender hands the TAP one frame per
-// datagram; written one by one they cost a system call each. A run of
-// datagrams of one flow (the same Ethernet header, IPv4 addresses, TOS,
-// TTL, DF and ports; no IP options, no fragments) with equal payloads
-// (the last may be shorter) is copied into one UDP_L4 super-frame that
-// the kernel cuts back into the same datagrams (payloads and boundaries
-// kept; each gets its own UDP length and checksum, and IPv4
-// identifications numbered upwards from the first's), inside the tunnel
-// like a TCP super-frame. The frames come from the host's own stack, so
-// their checksums (often left partial) are not verified: the kernel
-// computes every datagram's afresh.
-
-// maxUDPRun is the most datagrams merged into one super-frame.
-const maxUDPRun = 64
-
-// maxUDPRunIP bounds a run's inner IPv4 length so that the outer IPv4
-// packet stays within 65535 bytes.
+// maxUDPRunIP bounds a merged run's inner IPv4 length so that the outer
+// IPv4 packet stays within 65535 bytes.
 const maxUDPRunIP = 0xFFFF - (vxlan.Overhead - vxlan.EthernetLen) - vxlan.EthernetLen
 
-// udpPayload returns the payload length of a plain UDP/IPv4 datagram of
-// layout l that may join a run, or false.
-func udpPayload(frame []byte, l *tap.Layout) (int, bool) {
-	h := &l.Hdr
-	if h.GSOType != tap.GSONone || len(frame) < vxlan.EthernetLen+vxlan.IPv4MinLen+vxlan.UDPLen ||
-		vxlan.Ethernet(frame).EtherType() != vxlan.EtherTypeIPv4 {
-		return 0, false
-	}
-	ip := vxlan.IPv4(frame[vxlan.EthernetLen:])
-	if ip[0] != 0x45 || ip.Protocol() != vxlan.ProtoUDP || ip.IsFragment() {
-		return 0, false
-	}
-	tot := ip.TotalLen()
-	if tot <= vxlan.IPv4MinLen+vxlan.UDPLen || tot > len(ip) || vxlan.UDP(ip[vxlan.IPv4MinLen:]).Length() != tot-vxlan.IPv4MinLen {
-		return 0, false
-	}
-	if h.Flags&tap.FlagNeedsCsum != 0 && (h.CsumStart != vxlan.EthernetLen+vxlan.IPv4MinLen || h.CsumOffset != 6) {
-		return 0, false
-	}
-	return tot - vxlan.IPv4MinLen - vxlan.UDPLen, true
-}
-
-// sameUDPFlow reports whether datagram b may follow the run's first, a.
-func sameUDPFlow(a, b []byte) bool {
-	return string(a[:14]) == string(b[:14]) && // Ethernet header
-		a[15] == b[15] && a[20] == b[20] && a[22] == b[22] && // TOS, flags (DF), TTL
-		string(a[26:38]) == string(b[26:38]) // addresses, ports
-}
-
-// udpRun looks for a run of datagrams that starts at frames[0] and merges
-// it into dst (which must hold tunHead+14+65535 bytes), the super-frame
-// going to dst[tunHead:]. It returns the number of frames merged (0 when
-// frames[0] starts no run of two or more), the super-frame's layout and
-// its length.
+// udpRun merges the run of datagrams that starts at frames[0], if any
+// (tap.MergeDatagrams), into dst[tunHead:] (dst holds
+// tunHead+14+65535 bytes), behind the tunnel path's headroom.
 func udpRun(frames [][]byte, layouts []tap.Layout, dst []byte) (int, tap.Layout, int) {
-	const hdr = vxlan.EthernetLen + vxlan.IPv4MinLen + vxlan.UDPLen
-	first := frames[0]
-	mss, ok := udpPayload(first, &layouts[0])
-	if !ok {
-		return 0, tap.Layout{}, 0
-	}
-	ipTot := vxlan.IPv4MinLen + vxlan.UDPLen + mss
-	n := 1
-	for last := false; n < len(frames) && n < maxUDPRun && !last; n++ {
-		pl, ok := udpPayload(frames[n], &layouts[n])
-		if !ok || pl > mss || ipTot+pl > maxUDPRunIP || !sameUDPFlow(first, frames[n]) {
-			break
-		}
-		ipTot += pl
-		last = pl < mss
-	}
-	if n < 2 {
-		return 0, tap.Layout{}, 0
-	}
-	f := dst[tunHead : tunHead+vxlan.EthernetLen+ipTot]
-	w := copy(f, first[:hdr])
-	for _, d := range frames[:n] {
-		tot := vxlan.EthernetLen + vxlan.IPv4(d[vxlan.EthernetLen:]).TotalLen()
-		w += copy(f[w:], d[hdr:tot])
-	}
-	ip := f[vxlan.EthernetLen:]
-	binary.BigEndian.PutUint16(ip[2:], uint16(ipTot))
-	vxlan.IPv4(ip).SetChecksum()
-	udp := ip[vxlan.IPv4MinLen:]
-	binary.BigEndian.PutUint16(udp[4:], uint16(ipTot-vxlan.IPv4MinLen))
-	// NEEDS_CSUM: the pseudo-header sum, for the kernel to complete per
-	// datagram when it cuts the super-frame.
-	binary.BigEndian.PutUint16(udp[6:], csum.Fold(csum.PseudoIPv4([4]byte(ip[12:16]), [4]byte(ip[16:20]), vxlan.ProtoUDP, ipTot-vxlan.IPv4MinLen)))
-	l := tap.Layout{
-		Hdr: tap.VirtioNetHdr{Flags: tap.FlagNeedsCsum, GSOType: tap.GSOUDPL4, HdrLen: hdr, GSOSize: uint16(mss),
-			CsumStart: vxlan.EthernetLen + vxlan.IPv4MinLen, CsumOffset: 6},
-		Frames: n, L3: vxlan.EthernetLen, HdrLen: hdr,
-	}
-	return n, l, len(f)
+	return tap.MergeDatagrams(frames, layouts, dst[tunHead:], maxUDPRunIP)
 }

@@ -47,7 +47,7 @@ func (d *daemon) encapLoopTunnel(i int, t *tap.Device, txq int) {
 	// never sees more read than in flight can explain.
 	t.HoldReadStats()
 	for {
-		m, err := t.ReadPackets(bufs, sizes, off)
+		m, err := t.ReadPackets(bufs, sizes, layouts, off)
 		if err != nil && m == 0 {
 			t.ReleaseReadStats() // packets it dropped, if any: none is in flight
 			if d.readFailed(t, err, &w.lastWarn) {
@@ -59,7 +59,6 @@ func (d *daemon) encapLoopTunnel(i int, t *tap.Device, txq int) {
 		// flight, in wire frames as the TAP counted them.
 		var busy int64
 		for k := range m {
-			layouts[k], _ = tap.ParsePacket(bufs[k][off : off+sizes[k]]) // checked by the read
 			frames[k] = bufs[k][tunHead : off+sizes[k]]
 			busy += int64(layouts[k].Frames)
 		}

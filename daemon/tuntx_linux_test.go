@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/vishvananda/netlink"
 
 	"mflow/bench/testbed/testbedtest"
 	"mflow/bench/traffic"
@@ -423,4 +424,21 @@ func TestSteeringProgram(t *testing.T) {
 	if v := run(arp); v != 0 {
 		t.Fatalf("ARP frame: %#x, want 0", v)
 	}
+}
+
+// txTAPPackets returns the packets the running daemon's transmit TAP has
+// taken (its receive count: one per write).
+func txTAPPackets(t *testing.T, r *running) uint64 {
+	t.Helper()
+	var n uint64
+	if err := r.topo.Host.Do(func() error {
+		l, err := netlink.LinkByName(r.d.d.tunTx.Name())
+		if err == nil && l.Attrs().Statistics != nil {
+			n = l.Attrs().Statistics.RxPackets
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"mflow/bench/testbed"
@@ -176,18 +174,7 @@ func TestE2EWireFrames(t *testing.T) {
 				t.Fatalf("checked %d of %d captured frames; want the stream's (over 1000)", checked, len(frames))
 			}
 			if tx == config.TransmitTunnel {
-				var writes uint64
-				if err := r.topo.Host.Do(func() error {
-					links, err := netlink.LinkList()
-					for _, l := range links {
-						if a := l.Attrs(); strings.HasPrefix(a.Name, "mfx") && a.Statistics != nil {
-							writes = a.Statistics.RxPackets
-						}
-					}
-					return err
-				}); err != nil {
-					t.Fatal(err)
-				}
+				writes := txTAPPackets(t, r)
 				if writes == 0 || writes > uint64(checked/4) {
 					t.Fatalf("tunnel: the transmit TAP took %d packets for %d wire frames; want super-frames (under a quarter)", writes, checked)
 				}

@@ -27,19 +27,20 @@ type Device struct {
 	offl    Offloads
 
 	// Reader state, owned by the goroutine in Read.
-	rbuf     []byte // one packet from the kernel: virtio header + frame
-	pending  int    // length of a packet in rbuf not yet delivered, 0 if none
-	segFrom  int    // first segment of the pending packet not yet delivered
-	rdBufs   [][]byte
-	rdSizes  []int
-	rdOffset int
-	rdN      int
-	rdErr    error
-	rdStats  Stats // counted during one Read, added to stats at its end
-	readFn   func(fd uintptr) bool
-	rawFn    func(fd uintptr) bool // ReadPackets' callback
-	holdRd   bool                  // HoldReadStats: ReadPackets leaves its counts to ReleaseReadStats
-	spin     spin.Spinner          // SetReadSpin
+	rbuf      []byte // one packet from the kernel: virtio header + frame
+	pending   int    // length of a packet in rbuf not yet delivered, 0 if none
+	segFrom   int    // first segment of the pending packet not yet delivered
+	rdBufs    [][]byte
+	rdSizes   []int
+	rdLayouts []Layout // ReadPackets'
+	rdOffset  int
+	rdN       int
+	rdErr     error
+	rdStats   Stats // counted during one Read, added to stats at its end
+	readFn    func(fd uintptr) bool
+	rawFn     func(fd uintptr) bool // ReadPackets' callback
+	holdRd    bool                  // HoldReadStats: ReadPackets leaves its counts to ReleaseReadStats
+	spin      spin.Spinner          // SetReadSpin
 
 	dropMu   sync.Mutex      // guards nl, drops and dropBase
 	nl       *netlink.Handle // in the device's namespace, for KernelDrops; nil once closed
@@ -164,14 +165,15 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // hands super-frames on whole (the kernel cuts them): it blocks until the
 // kernel has a packet, then reads packets while more are ready and the
 // buffers last, each whole (virtio header, then the frame) into
-// bufs[i][offset:], its length in sizes[i]. Each buffer must hold offset
+// bufs[i][offset:], its length in sizes[i] and its layout (ParsePacket's)
+// in layouts[i]. Each buffer must hold offset
 // plus MaxPacket bytes. A packet Segment would drop is dropped here
 // (counted in Stats.Drops); Stats count the others as Read does, in the
 // frames they will make on the wire (ParsePacket). Mixing Read and
 // ReadPackets on one device is not supported. ReadPackets does not
 // allocate.
-func (d *Device) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, error) {
-	bufs = bufs[:min(len(bufs), len(sizes))]
+func (d *Device) ReadPackets(bufs [][]byte, sizes []int, layouts []Layout, offset int) (int, error) {
+	bufs = bufs[:min(len(bufs), len(sizes), len(layouts))]
 	if len(bufs) == 0 {
 		return 0, nil
 	}
@@ -180,10 +182,10 @@ func (d *Device) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, error
 			return 0, fmt.Errorf("reading tap %s: a buffer holds less than offset plus MaxPacket", d.name)
 		}
 	}
-	d.rdBufs, d.rdSizes, d.rdOffset, d.rdN, d.rdErr = bufs, sizes, offset, 0, nil
+	d.rdBufs, d.rdSizes, d.rdLayouts, d.rdOffset, d.rdN, d.rdErr = bufs, sizes, layouts, offset, 0, nil
 	err := d.rc.Read(d.rawFn)
 	n, rerr := d.rdN, d.rdErr
-	d.rdBufs, d.rdSizes = nil, nil
+	d.rdBufs, d.rdSizes, d.rdLayouts = nil, nil, nil
 	if !d.holdRd {
 		d.flushReadStats()
 	}

@@ -151,34 +151,49 @@ func (d *Device) Up(bridge string) error {
 	return attachUp(link, d.name, bridge)
 }
 
+// readPacket reads one packet into b for a RawConn read callback (Read's
+// and ReadPackets'), retrying on EINTR and, while spinning, on EAGAIN. It
+// returns the packet's length, counted; or stop set, when the callback is
+// to return result (false: nothing read yet, wait for the device; true: a
+// batch is ready, or rdErr is set).
+func (d *Device) readPacket(fd uintptr, b []byte) (n int, stop, result bool) {
+	for {
+		n, err := unix.Read(int(fd), b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if d.rdN > 0 {
+				return 0, true, true
+			}
+			if d.spin.Again() {
+				continue
+			}
+			return 0, true, false
+		case err != nil:
+			d.rdErr = err
+			return 0, true, true
+		case n == 0:
+			d.rdErr = io.EOF
+			return 0, true, true
+		}
+		d.spin.Reset()
+		d.rdStats.ReadPackets++
+		d.rdStats.ReadBytes += uint64(max(n-VirtioNetHdrLen, 0))
+		return n, false, false
+	}
+}
+
 // readLoop is the RawConn callback of Read: it returns false (wait) only
 // while it has nothing to return.
 func (d *Device) readLoop(fd uintptr) bool {
 	for {
 		if d.pending == 0 {
-			n, err := unix.Read(int(fd), d.rbuf)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				if d.rdN > 0 {
-					return true
-				}
-				if d.spin.Again() {
-					continue
-				}
-				return false
-			case err != nil:
-				d.rdErr = err
-				return true
-			case n == 0:
-				d.rdErr = io.EOF
-				return true
+			n, stop, result := d.readPacket(fd, d.rbuf)
+			if stop {
+				return result
 			}
 			d.pending = n
-			d.spin.Reset()
-			d.rdStats.ReadPackets++
-			d.rdStats.ReadBytes += uint64(max(n-VirtioNetHdrLen, 0))
 		}
 		pkt := d.rbuf[:d.pending]
 		k, total, r := segment(pkt, d.rdBufs[d.rdN:], d.rdSizes[d.rdN:], d.rdOffset, d.segFrom, true)
@@ -209,28 +224,10 @@ func (d *Device) readLoop(fd uintptr) bool {
 func (d *Device) readRawLoop(fd uintptr) bool {
 	for d.rdN < len(d.rdBufs) {
 		b := d.rdBufs[d.rdN][d.rdOffset : d.rdOffset+MaxPacket]
-		n, err := unix.Read(int(fd), b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if d.rdN > 0 {
-				return true
-			}
-			if d.spin.Again() {
-				continue
-			}
-			return false
-		case err != nil:
-			d.rdErr = err
-			return true
-		case n == 0:
-			d.rdErr = io.EOF
-			return true
+		n, stop, result := d.readPacket(fd, b)
+		if stop {
+			return result
 		}
-		d.spin.Reset()
-		d.rdStats.ReadPackets++
-		d.rdStats.ReadBytes += uint64(max(n-VirtioNetHdrLen, 0))
 		l, r := ParsePacket(b[:n])
 		if r != OK {
 			d.rdStats.Drops[r]++
@@ -242,6 +239,7 @@ func (d *Device) readRawLoop(fd uintptr) bool {
 			d.rdStats.SuperFrames++
 		}
 		d.rdSizes[d.rdN] = n
+		d.rdLayouts[d.rdN] = l
 		d.rdN++
 	}
 	return true
