@@ -27,6 +27,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -274,6 +275,102 @@ type Steering struct {
 	// per network);
 	// 0, the default, means the number of CPUs, at most 4; up to 16.
 	TapQueues int `yaml:"tap_queues"`
+	// TapRPS is receive packet steering on mflow's TAPs: the CPUs whose
+	// backlogs take the frames mflow writes, picked per frame by its flow
+	// hash (so a flow keeps one CPU and its order). The bridge, the veth
+	// and the container's stack then run on those CPUs instead of inside
+	// mflow's write, which returns after an enqueue. "off" (the default)
+	// leaves RPS as it is (the kernel's default: off); "auto" takes every
+	// CPU that steering.cpus does not give to mflow's threads; or a CPU
+	// list such as "2-7,10". See docs/OPERATIONS.md for its cost.
+	TapRPS string `yaml:"tap_rps"`
+}
+
+// TapRPSCPUs returns the CPUs of TapRPS (nil: off). avail are the CPUs
+// mflow may run on, from which auto takes those that steering.cpus does
+// not give to mflow's threads; auto with fewer than two CPUs available, or
+// with none left, is off.
+func (s Steering) TapRPSCPUs(avail []int) ([]int, error) {
+	switch s.TapRPS {
+	case "", TapRPSOff:
+		return nil, nil
+	case TapRPSAuto:
+		if len(avail) < 2 {
+			return nil, nil
+		}
+		taken := map[int]bool{}
+		if s.CPUs != nil {
+			if s.CPUs.Dispatcher != nil {
+				taken[*s.CPUs.Dispatcher] = true
+			}
+			for _, c := range s.CPUs.Workers {
+				taken[c] = true
+			}
+		}
+		var out []int
+		for _, c := range avail {
+			if !taken[c] {
+				out = append(out, c)
+			}
+		}
+		return out, nil
+	}
+	return ParseCPUList(s.TapRPS)
+}
+
+// Values of steering.tap_rps besides a CPU list.
+const (
+	TapRPSOff  = "off"
+	TapRPSAuto = "auto"
+)
+
+// MaxCPU bounds the CPU numbers of a CPU list.
+const MaxCPU = 4095
+
+// ParseCPUList parses a CPU list in the kernel's form ("0-3,8,10-11"):
+// ascending, without repeats. It returns the CPUs in order.
+func ParseCPUList(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a || b > MaxCPU {
+			return nil, fmt.Errorf("%q is not a CPU list (such as 0-3,8; CPUs 0..%d)", s, MaxCPU)
+		}
+		if len(out) > 0 && a <= out[len(out)-1] {
+			return nil, fmt.Errorf("%q lists CPU %d out of order or twice", s, a)
+		}
+		for c := a; c <= b; c++ {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// CPUMask formats cpus as the kernel's hexadecimal CPU mask (rps_cpus):
+// 32-bit words, most significant first, separated by commas ("1,00000003"
+// for CPUs 0, 1 and 32); "0" for none.
+func CPUMask(cpus []int) string {
+	if len(cpus) == 0 {
+		return "0"
+	}
+	words := make([]uint32, slices.Max(cpus)/32+1)
+	for _, c := range cpus {
+		words[c/32] |= 1 << (c % 32)
+	}
+	var b strings.Builder
+	for i := len(words) - 1; i >= 0; i-- {
+		if i == len(words)-1 {
+			fmt.Fprintf(&b, "%x", words[i])
+		} else {
+			fmt.Fprintf(&b, ",%08x", words[i])
+		}
+	}
+	return b.String()
 }
 
 // MaxTapQueues bounds steering.tap_queues.
@@ -444,7 +541,7 @@ func Default() *Config {
 	return &Config{
 		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
 		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, PartialChecksum: DefaultPartialChecksum, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts},
-		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers, SpinMicros: DefaultSpinMicros},
+		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers, SpinMicros: DefaultSpinMicros, TapRPS: TapRPSOff},
 		FDB:      FDB{MaxLearned: DefaultFDBMaxLearned, LearnRate: DefaultFDBLearnRate},
 		Metrics:  Metrics{Listen: DefaultMetricsAddr},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -218,6 +219,9 @@ func TestParseErrors(t *testing.T) {
 		{"inline above batch", edit(t, 18, "  workers: 2\n  inline: 300"), []string{"line 19", "steering.inline", "0..256"}},
 		{"spin negative", edit(t, 18, "  workers: 2\n  spin_us: -1"), []string{"line 19", "steering.spin_us"}},
 		{"spin too long", edit(t, 18, "  workers: 2\n  spin_us: 10001"), []string{"line 19", "steering.spin_us", "0..10000"}},
+		{"tap_rps reversed", edit(t, 18, "  workers: 2\n  tap_rps: 3-1"), []string{"line 19", "steering.tap_rps", "not a CPU list"}},
+		{"tap_rps repeated", edit(t, 18, "  workers: 2\n  tap_rps: 1,0-2"), []string{"line 19", "steering.tap_rps", "twice"}},
+		{"tap_rps word", edit(t, 18, "  workers: 2\n  tap_rps: on"), []string{"line 19", "steering.tap_rps", "off, auto"}},
 		{"workers zero", edit(t, 18, "  workers: 0"), []string{"line 18", "steering.workers", "below 1"}},
 		{"cpus mismatch", edit(t, 18, "  workers: 2\n  cpus: {dispatcher: 0, workers: [1]}"), []string{"line 19", "steering.cpus.workers", "1 CPUs listed for 2 workers"}},
 		{"cpus negative", edit(t, 18, "  workers: 2\n  cpus: {dispatcher: -1}"), []string{"line 19", "steering.cpus.dispatcher"}},
@@ -293,6 +297,66 @@ func TestCheckHost(t *testing.T) {
 	}
 	if err := c2.CheckHost(Host{NumCPU: 3}); err != nil {
 		t.Errorf("CheckHost(3 CPUs) = %v", err)
+	}
+	c3, err := Parse([]byte(edit(t, 18, "  workers: 2\n  tap_rps: 1-3")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c3.CheckHost(Host{NumCPU: 2}); err == nil || !strings.Contains(err.Error(), "line 19: steering.tap_rps: CPU 3 does not exist") {
+		t.Errorf("CheckHost(2 CPUs) = %v, want an error for tap_rps", err)
+	}
+	if err := c3.CheckHost(Host{NumCPU: 4}); err != nil {
+		t.Errorf("CheckHost(4 CPUs) = %v", err)
+	}
+}
+
+func TestCPUList(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		cpus []int
+		mask string
+	}{
+		{"0", []int{0}, "1"},
+		{"1", []int{1}, "2"},
+		{"0-3,8", []int{0, 1, 2, 3, 8}, "10f"},
+		{"31-32", []int{31, 32}, "1,80000000"},
+		{"2, 40-41", []int{2, 40, 41}, "300,00000004"},
+		{"64", []int{64}, "1,00000000,00000000"},
+	} {
+		got, err := ParseCPUList(c.in)
+		if err != nil || !slices.Equal(got, c.cpus) {
+			t.Errorf("ParseCPUList(%q) = %v, %v; want %v", c.in, got, err, c.cpus)
+		}
+		if m := CPUMask(got); m != c.mask {
+			t.Errorf("CPUMask(%v) = %q, want %q", got, m, c.mask)
+		}
+	}
+	for _, bad := range []string{"", "-1", "a", "1-", "3-1", "1,1", "2,1", "0-4096", "1,,2"} {
+		if got, err := ParseCPUList(bad); err == nil {
+			t.Errorf("ParseCPUList(%q) = %v, want an error", bad, got)
+		}
+	}
+	if m := CPUMask(nil); m != "0" {
+		t.Errorf("CPUMask(nil) = %q", m)
+	}
+	d := 1
+	for _, c := range []struct {
+		s     Steering
+		avail []int
+		want  []int
+	}{
+		{Steering{}, []int{0, 1}, nil},
+		{Steering{TapRPS: TapRPSOff}, []int{0, 1}, nil},
+		{Steering{TapRPS: TapRPSAuto}, []int{0, 1, 2, 3}, []int{0, 1, 2, 3}},
+		{Steering{TapRPS: TapRPSAuto}, []int{0}, nil},
+		{Steering{TapRPS: TapRPSAuto, CPUs: &CPUs{Dispatcher: &d, Workers: []int{2, 3}}}, []int{0, 1, 2, 3, 4}, []int{0, 4}},
+		{Steering{TapRPS: TapRPSAuto, CPUs: &CPUs{Dispatcher: &d}}, []int{1, 5}, []int{5}},
+		{Steering{TapRPS: "6-7"}, []int{0, 1}, []int{6, 7}},
+	} {
+		got, err := c.s.TapRPSCPUs(c.avail)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%+v.TapRPSCPUs(%v) = %v, %v; want %v", c.s, c.avail, got, err, c.want)
+		}
 	}
 }
 

@@ -250,6 +250,9 @@ func (c *Config) Validate() error {
 	if c.Steering.TapQueues < 0 || c.Steering.TapQueues > MaxTapQueues {
 		cl.add("steering.tap_queues", "%d is outside 0..%d (0: the number of CPUs, at most 4)", c.Steering.TapQueues, MaxTapQueues)
 	}
+	if _, err := c.Steering.TapRPSCPUs(nil); err != nil {
+		cl.add("steering.tap_rps", "%v (or off, auto)", err)
+	}
 	if c.Steering.SpinMicros < 0 || c.Steering.SpinMicros > MaxSpinMicros {
 		cl.add("steering.spin_us", "%d is outside 0..%d (microseconds)", c.Steering.SpinMicros, MaxSpinMicros)
 	}
@@ -332,6 +335,9 @@ func (c *Config) CheckHost(h Host) error {
 				cl.add(fmt.Sprintf("uplink.queues[%d]", i), "queue %d does not exist (%s has %d queues)", q, c.Uplink.Interface, h.UplinkQueues)
 			}
 		}
+	}
+	if cpus, err := c.Steering.TapRPSCPUs(nil); err == nil && h.NumCPU > 0 && len(cpus) > 0 && cpus[len(cpus)-1] >= h.NumCPU {
+		cl.add("steering.tap_rps", "CPU %d does not exist (%d CPUs)", cpus[len(cpus)-1], h.NumCPU)
 	}
 	if h.NumCPU > 0 && c.Steering.CPUs != nil {
 		if d := c.Steering.CPUs.Dispatcher; d != nil && *d >= h.NumCPU {

@@ -243,6 +243,10 @@ func (d *daemon) setup(o Options) error {
 		return err
 	}
 	frameSize := d.socks[0].Options().FrameSize
+	rpsCPUs, err := cfg.Steering.TapRPSCPUs(allowedCPUs())
+	if err != nil {
+		return fmt.Errorf("%w: steering.tap_rps: %w", ErrConfig, err) // validated: cannot happen
+	}
 	for i, n := range cfg.Networks {
 		mtu := n.Device.MTU
 		if mtu == 0 {
@@ -267,6 +271,9 @@ func (d *daemon) setup(o Options) error {
 				return fmt.Errorf("%w: veth %s: %w", ErrSetup, n.Device.Name, err)
 			}
 			d.devs = append(d.devs, v)
+			if len(rpsCPUs) > 0 {
+				d.log.Warn("steering.tap_rps applies to TAP networks only; not set on this veth", "device", v.Name())
+			}
 			d.log.Info("veth ready", "device", v.Name(), "vni", n.VNI, "peer_bridge", n.Device.Bridge,
 				"mtu", mtu, "queues", v.Queues(), "xdp_mode", v.Mode().String())
 			continue
@@ -296,8 +303,15 @@ func (d *daemon) setup(o Options) error {
 				return fmt.Errorf("%w: %w", ErrSetup, err)
 			}
 		}
+		rps := "off"
+		if len(rpsCPUs) > 0 {
+			rps = config.CPUMask(rpsCPUs)
+			if err := t.SetRPS(rps); err != nil {
+				return fmt.Errorf("%w: steering.tap_rps: %w", ErrSetup, err)
+			}
+		}
 		d.log.Info("TAP ready", "device", t.Name(), "vni", n.VNI, "bridge", n.Device.Bridge,
-			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String(), "queues", 1+len(d.extra[i]))
+			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String(), "queues", 1+len(d.extra[i]), "rps_cpus", rps)
 	}
 
 	d.neigh, err = newNeighbours(d.uplinkIndex, d.enter, d.log)
@@ -315,6 +329,21 @@ func (d *daemon) setup(o Options) error {
 		d.log.Warn("underlay neighbours not resolved yet", "peers", fmt.Sprint(missing))
 	}
 	return nil
+}
+
+// allowedCPUs lists the CPUs this process may run on (nil if unknown).
+func allowedCPUs() []int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil {
+		return nil
+	}
+	var out []int
+	for c := 0; c < len(set)*64; c++ {
+		if set.IsSet(c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // setupTransmit opens what the encap path needs: the UDP socket pools

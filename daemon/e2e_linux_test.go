@@ -238,19 +238,7 @@ func TestE2EUDPOrder(t *testing.T) {
 	if err := r.topo.Ctr.SetOffloads(testbed.CtrDev, testbed.Offloads{TSO: true, GSO: true, GRO: true, TxCsum: true}); err != nil {
 		t.Fatal(err)
 	}
-	// Warm the ARP entries so that the stream does not start with a
-	// resolution.
-	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 1, 0, 2*time.Second); err != nil || p.Received != 1 {
-		t.Fatalf("ping: %+v %v", p, err)
-	}
-	res, err := traffic.UDPStream(ctx, r.topo.Peer, r.topo.Ctr, ctrOverlay, traffic.UDPOptions{Size: 1000, Duration: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("UDP peer → container: %+v", res)
-	if res.Received == 0 || res.OutOfOrder != 0 || res.Duplicates != 0 {
-		t.Fatalf("UDP stream through microflow with 2 workers: %+v; want no reordering", res)
-	}
+	udpDecapInOrder(ctx, t, r, "microflow with 2 workers")
 	s := r.d.Snapshot()
 	if s.MicroflowsDispatched < 2 || len(s.Workers) != 2 || s.Workers[0] == 0 || s.Workers[1] == 0 {
 		t.Fatalf("both workers must have carried the stream: %+v, %d micro-flows", s.Workers, s.MicroflowsDispatched)
@@ -604,4 +592,84 @@ func TestE2EVethDeleted(t *testing.T) {
 	if err := r.shutdown(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+}
+
+// TestE2ETapRPS: with steering.tap_rps: auto the TAP's receive queues
+// carry the mask of every CPU, and the frames mflow writes, handed to the
+// CPUs' backlogs by flow hash, still reach the container in order (UDP)
+// and intact (TCP), with every frame accounted for.
+func TestE2ETapRPS(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("auto is off on one CPU")
+	}
+	cfg := testConfig(t, "microflow", 2, 256)
+	cfg.Steering.TapRPS = config.TapRPSAuto
+	r := startDaemon(t, cfg)
+	want, _ := cfg.Steering.TapRPSCPUs(allowedCPUs())
+	for q, got := range rpsMasks(t, r.topo.Host, testbed.MflowVeth) {
+		if !sameMask(got, config.CPUMask(want)) {
+			t.Fatalf("rx-%d rps_cpus %q, want CPUs %v", q, got, want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	udpDecapInOrder(ctx, t, r, "RPS on the TAP")
+	const size = 50 << 20
+	res, err := traffic.TCPStream(ctx, r.topo.Peer, r.topo.Ctr, ctrOverlay, time.Minute, size)
+	if err != nil || !res.Verified || res.Bytes != size {
+		t.Fatalf("TCP peer → container: %+v, %v", res, err)
+	}
+	t.Logf("TCP peer → container: %.2f Gbit/s, content verified", res.Gbps)
+	if err := r.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := r.d.Snapshot(); s.Check() != nil {
+		t.Fatal(s.Check())
+	}
+}
+
+// udpDecapInOrder sends a UDP stream peer → container for 2 s (after a
+// ping that warms the ARP entries, so that it does not start with a
+// resolution) and fails the test unless something arrived, in order and
+// without duplicates.
+func udpDecapInOrder(ctx context.Context, t *testing.T, r *running, what string) {
+	t.Helper()
+	if p, err := traffic.Ping(ctx, r.topo.Peer, ctrOverlay, 1, 0, 2*time.Second); err != nil || p.Received != 1 {
+		t.Fatalf("ping: %+v %v", p, err)
+	}
+	res, err := traffic.UDPStream(ctx, r.topo.Peer, r.topo.Ctr, ctrOverlay, traffic.UDPOptions{Size: 1000, Duration: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("UDP peer → container: %+v", res)
+	if res.Received == 0 || res.OutOfOrder != 0 || res.Duplicates != 0 {
+		t.Fatalf("UDP stream through %s: %+v; want no reordering", what, res)
+	}
+}
+
+// rpsMasks reads rps_cpus of every receive queue of link in ns (at least
+// rx-0).
+func rpsMasks(t *testing.T, ns *testbed.NS, link string) []string {
+	t.Helper()
+	var out []string
+	for q := 0; ; q++ {
+		m, err := ns.RPS(link, q)
+		if err != nil && q == 0 {
+			t.Fatal(err)
+		}
+		if err != nil {
+			return out
+		}
+		out = append(out, m)
+	}
+}
+
+// sameMask compares two hexadecimal CPU masks, ignoring commas and
+// leading zeros (the kernel pads to its CPU count).
+func sameMask(a, b string) bool {
+	norm := func(s string) string {
+		s = strings.TrimLeft(strings.ReplaceAll(s, ",", ""), "0")
+		return s
+	}
+	return norm(a) == norm(b)
 }

@@ -3,6 +3,7 @@ package tap
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,10 @@ type Device struct {
 	nl       *netlink.Handle // in the device's namespace, for KernelDrops; nil once closed
 	drops    uint64          // the last KernelDrops count
 	dropBase uint64          // tx_dropped at Open (an adopted device counted before)
+
+	nsFD   int               // the device's network namespace, for SetRPS; -1 until then
+	mac    net.HardwareAddr  // to recognise the device in a sysfs
+	rpsOld map[string]string // an adopted device's rps_cpus before SetRPS, by queue
 
 	// Writer state, owned by the goroutine in Write.
 	group    []keyedFrame // WriteFrames' scratch
@@ -100,7 +105,7 @@ func (d *Device) Close() error {
 		d.nl = nil
 	}
 	d.dropMu.Unlock()
-	return d.file.Close()
+	return errors.Join(d.closeRPS(), d.file.Close())
 }
 
 // Stats returns a snapshot of the counters.

@@ -109,6 +109,8 @@ func open(o Options) (*Device, error) {
 		adopted: adopted,
 		offl:    want,
 		rbuf:    make([]byte, MaxPacket),
+		nsFD:    -1,
+		mac:     link.Attrs().HardwareAddr,
 	}
 	if st := link.Attrs().Statistics; st != nil {
 		d.dropBase = st.TxDropped

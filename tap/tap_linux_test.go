@@ -9,6 +9,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +23,7 @@ import (
 
 	"mflow/bench/testbed"
 	"mflow/bench/testbed/testbedtest"
+	"mflow/internal/sysfs"
 )
 
 // newNS makes a namespace for one test (never the root namespace) and
@@ -714,5 +718,114 @@ func TestReadSpin(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("send+Read with spinning allocates %v times, want 0", allocs)
+	}
+}
+
+// TestRPS: SetRPS writes every receive queue's rps_cpus of a multi-queue
+// TAP (read back through the testbed's own sysfs mount), RPS reads the
+// same, and an adopted TAP gets its old masks back on Close.
+func TestRPS(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	ns := newNS(t)
+	d := openTAP(t, ns, Options{Name: "mq0", MultiQueue: true})
+	openTAP(t, ns, Options{Name: "mq0", MultiQueue: true})
+	do(t, ns, func() error { return d.SetRPS("2") })
+	got, err := d.RPS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("RPS() = %q, want two queues", got)
+	}
+	for q := range 2 {
+		m, err := ns.RPS("mq0", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hexMask(t, m) != 2 || hexMask(t, got[q]) != 2 {
+			t.Errorf("rx-%d: sysfs %q, RPS() %q; want CPU 1", q, m, got[q])
+		}
+	}
+	if err := d.SetRPS("not a mask"); err == nil {
+		t.Errorf("SetRPS(not a mask) succeeded")
+	}
+
+	// An adopted TAP: rps_cpus 1 before, 3 while open, 1 again after Close.
+	do(t, ns, func() error {
+		return netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "ptap1"}, Mode: netlink.TUNTAP_MODE_TAP,
+			Flags: netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR})
+	})
+	if err := ns.SetRPS("ptap1", 0, "1"); err != nil {
+		t.Fatal(err)
+	}
+	p := openTAP(t, ns, Options{Name: "ptap1"})
+	do(t, ns, func() error { return p.SetRPS("3") })
+	if m, err := ns.RPS("ptap1", 0); err != nil || hexMask(t, m) != 3 {
+		t.Fatalf("adopted TAP while open: %q, %v; want CPUs 0-1", m, err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ns.RPS("ptap1", 0); err != nil || hexMask(t, m) != 1 {
+		t.Fatalf("adopted TAP after Close: %q, %v; want its old mask, CPU 0", m, err)
+	}
+}
+
+// hexMask parses a CPU mask as the kernel prints it.
+func hexMask(t *testing.T, s string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(strings.ReplaceAll(s, ",", ""), 16, 64)
+	if err != nil {
+		t.Fatalf("mask %q: %v", s, err)
+	}
+	return v
+}
+
+// TestSysfsShows: a sysfs is taken to show a device only with its name,
+// index and (where asked) MAC address; the host's /sys does not show a
+// TAP of a test namespace.
+func TestSysfsShows(t *testing.T) {
+	ns := newNS(t)
+	d := openTAP(t, ns, Options{Name: "shw0"})
+	if d.sysfsShows("/sys", true) {
+		t.Fatalf("the host's /sys is taken to show shw0 of namespace %s", ns.Name)
+	}
+	var fd int
+	do(t, ns, func() (err error) { fd, err = sysfs.OpenNetns(); return err })
+	defer unix.Close(fd)
+	check := func(what string, want, wantNoMAC bool) {
+		t.Helper()
+		err := sysfs.InNetns(fd, func(root string) error {
+			if got := d.sysfsShows(root, true); got != want {
+				t.Errorf("%s: sysfsShows(mac) = %v, want %v", what, got, want)
+			}
+			if got := d.sysfsShows(root, false); got != wantNoMAC {
+				t.Errorf("%s: sysfsShows = %v, want %v", what, got, wantNoMAC)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("as opened", true, true)
+	do(t, ns, func() error {
+		l, err := netlink.LinkByName("shw0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetHardwareAddr(l, net.HardwareAddr{2, 0, 0, 0, 0x42, 1})
+	})
+	check("after a MAC change", false, true)
+	other := &Device{name: d.name, index: d.index + 1, mac: d.mac}
+	if err := sysfs.InNetns(fd, func(root string) error {
+		if other.sysfsShows(root, false) {
+			t.Errorf("another index is taken to be shw0")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

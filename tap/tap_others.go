@@ -22,3 +22,11 @@ func (d *Device) SetSteering(int) error { return ErrUnsupported }
 
 // Up returns ErrUnsupported.
 func (d *Device) Up(string) error { return ErrUnsupported }
+
+// SetRPS returns ErrUnsupported.
+func (d *Device) SetRPS(string) error { return ErrUnsupported }
+
+// RPS returns ErrUnsupported.
+func (d *Device) RPS() ([]string, error) { return nil, ErrUnsupported }
+
+func (d *Device) closeRPS() error { return nil }

@@ -166,6 +166,9 @@ func (e *env) startDaemon() error {
 	if m.TapQueues > 0 {
 		cpus += fmt.Sprintf(", tap_queues: %d", m.TapQueues)
 	}
+	if m.TapRPS != "" {
+		cpus += fmt.Sprintf(", tap_rps: %q", m.TapRPS)
+	}
 	yaml := testbed.MflowConfigDevice(device, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus))
 	cfg, err := config.Parse(yaml)
 	if err != nil {

@@ -58,6 +58,10 @@ type Options struct {
 	// (0: the default), each mflow mode once per value, named with a -qN
 	// suffix when there are several.
 	TapQueues []int `json:"tap_queues,omitempty"`
+	// TapRPS are values of mflow's steering.tap_rps to measure (off,
+	// auto or a CPU list; "": the default), each mflow mode once per
+	// value, named with a -rps<value> suffix when there are several.
+	TapRPS []string `json:"tap_rps,omitempty"`
 	// Sizes are UDP payload sizes in bytes (16 to 1422); the first is the
 	// size of the flows sweep and of the latency steps.
 	Sizes []int `json:"sizes"`
@@ -201,6 +205,8 @@ type Mode struct {
 	Spin string
 	// TapQueues is mflow's steering.tap_queues (0: the config's default).
 	TapQueues int
+	// TapRPS is mflow's steering.tap_rps ("": the config's default).
+	TapRPS string
 }
 
 // label names m in progress lines and warnings: the name, plus the batch
@@ -278,34 +284,61 @@ func (o *Options) Expand() ([]Mode, error) {
 			return nil, fmt.Errorf("expanding modes: tap queues %d outside 0..%d", q, config.MaxTapQueues)
 		}
 	}
+	rpss := o.TapRPS
+	if len(rpss) == 0 {
+		rpss = []string{""}
+	}
+	for _, r := range rpss {
+		if _, err := (config.Steering{TapRPS: r}).TapRPSCPUs(nil); err != nil {
+			return nil, fmt.Errorf("expanding modes: tap RPS: %w", err)
+		}
+	}
 	var out []Mode
+	// Each list of values multiplies the mflow modes; a value names its
+	// modes with a suffix unless it is the only one and the default.
 	mflow := func(m Mode) {
-		for _, d := range devices {
-			for ti, t := range transmits {
-				for si, sp := range spins {
-					for qi, q := range queues {
-						mm := m
-						mm.Device, mm.Transmit, mm.TapQueues = d, t, q
-						if sp >= 0 {
-							mm.Spin = fmt.Sprint(sp)
-						}
-						if d == "veth" {
-							mm.Name += "-veth"
-						}
-						if ti > 0 {
-							mm.Name += "-" + strings.ReplaceAll(t, "_", "")
-						}
-						if si > 0 || len(spins) > 1 && sp >= 0 {
-							mm.Name += fmt.Sprintf("-spin%d", sp)
-						}
-						if qi > 0 || len(queues) > 1 && q > 0 {
-							mm.Name += fmt.Sprintf("-q%d", q)
-						}
-						out = append(out, mm)
-					}
+		ms := []Mode{m}
+		each := func(n int, apply func(mm *Mode, i int)) {
+			var next []Mode
+			for _, mm := range ms {
+				for i := range n {
+					x := mm
+					apply(&x, i)
+					next = append(next, x)
 				}
 			}
+			ms = next
 		}
+		each(len(devices), func(mm *Mode, i int) {
+			if mm.Device = devices[i]; mm.Device == "veth" {
+				mm.Name += "-veth"
+			}
+		})
+		each(len(transmits), func(mm *Mode, i int) {
+			if mm.Transmit = transmits[i]; i > 0 {
+				mm.Name += "-" + strings.ReplaceAll(mm.Transmit, "_", "")
+			}
+		})
+		each(len(spins), func(mm *Mode, i int) {
+			sp := spins[i]
+			if sp >= 0 {
+				mm.Spin = fmt.Sprint(sp)
+			}
+			if i > 0 || len(spins) > 1 && sp >= 0 {
+				mm.Name += fmt.Sprintf("-spin%d", sp)
+			}
+		})
+		each(len(queues), func(mm *Mode, i int) {
+			if mm.TapQueues = queues[i]; i > 0 || len(queues) > 1 && mm.TapQueues > 0 {
+				mm.Name += fmt.Sprintf("-q%d", mm.TapQueues)
+			}
+		})
+		each(len(rpss), func(mm *Mode, i int) {
+			if mm.TapRPS = rpss[i]; i > 0 || len(rpss) > 1 && mm.TapRPS != "" {
+				mm.Name += "-rps" + mm.TapRPS
+			}
+		})
+		out = append(out, ms...)
 	}
 	for _, m := range o.Modes {
 		switch {

@@ -430,3 +430,37 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestExpandVariants: every list of mflow settings multiplies the mflow
+// modes, in order, each named by its values; kernel modes stay single.
+func TestExpandVariants(t *testing.T) {
+	o := DefaultOptions()
+	o.Modes = []string{"kernel", "single"}
+	o.Devices = []string{"tap", "veth"}
+	o.Transmits = []string{"", "socket"}
+	o.TapQueues = []int{1, 2}
+	o.TapRPS = []string{"off", "1-3"}
+	modes, err := o.Expand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(modes) != 1+16 || modes[0].Name != "kernel" {
+		t.Fatalf("%d modes, first %q; want kernel and 16 of single", len(modes), modes[0].Name)
+	}
+	for i, want := range map[int]Mode{
+		1:  {Name: "single-q1-rpsoff", Device: "tap", TapQueues: 1, TapRPS: "off"},
+		2:  {Name: "single-q1-rps1-3", Device: "tap", TapQueues: 1, TapRPS: "1-3"},
+		3:  {Name: "single-q2-rpsoff", Device: "tap", TapQueues: 2, TapRPS: "off"},
+		5:  {Name: "single-socket-q1-rpsoff", Device: "tap", Transmit: "socket", TapQueues: 1, TapRPS: "off"},
+		16: {Name: "single-veth-socket-q2-rps1-3", Device: "veth", Transmit: "socket", TapQueues: 2, TapRPS: "1-3"},
+	} {
+		m := modes[i]
+		if m.Name != want.Name || m.Device != want.Device || m.Transmit != want.Transmit || m.TapQueues != want.TapQueues || m.TapRPS != want.TapRPS || m.Policy != "single" {
+			t.Errorf("mode %d = %+v, want %+v", i, m, want)
+		}
+	}
+	o.TapRPS = []string{"2-1"}
+	if _, err := o.Expand(); err == nil || !strings.Contains(err.Error(), "tap RPS") {
+		t.Errorf("Expand with tap RPS 2-1: %v, want an error", err)
+	}
+}
