@@ -128,6 +128,18 @@ type VTEP struct {
 	// tunnel where the kernel supports it and every network is a TAP,
 	// otherwise socket; the daemon logs which).
 	Transmit Transmit `yaml:"transmit"`
+	// TransmitRPS (tunnel path) is receive packet steering for the UDP
+	// flows mflow writes into the transmit TAP: each of their packets
+	// (a datagram or a merged run of them, with its redirect to the
+	// uplink, its segmentation and whatever the kernel runs behind the
+	// uplink) goes to the backlog of a CPU picked by its outer flow hash,
+	// and the write returns; a flow keeps one CPU and its order. Other
+	// flows (TCP among them) are written inline, as without it. "auto"
+	// (the default) takes every CPU that steering.cpus does not give to
+	// mflow's threads, and logs a warning and goes on where the kernel's
+	// sysfs is not writable; "off"; or a CPU list such as "2-7,10" (then
+	// a failure to set it stops the start). See docs/OPERATIONS.md §13.
+	TransmitRPS string `yaml:"transmit_rps"`
 	// UDPChecksum says whether encapsulated frames carry an outer UDP
 	// checksum. Unset: none on the af_xdp and tunnel paths (as the kernel's VxLAN
 	// device with its default noudpcsum), and one on the socket path,
@@ -286,24 +298,39 @@ type Steering struct {
 	TapRPS string `yaml:"tap_rps"`
 }
 
-// TapRPSCPUs returns the CPUs of TapRPS (nil: off). avail are the CPUs
-// mflow may run on, from which auto takes those that steering.cpus does
-// not give to mflow's threads; auto with fewer than two CPUs available, or
-// with none left, is off.
+// TapRPSCPUs returns the CPUs of steering.tap_rps (nil: off); avail are
+// the CPUs mflow may run on (rpsCPUs).
 func (s Steering) TapRPSCPUs(avail []int) ([]int, error) {
-	switch s.TapRPS {
-	case "", TapRPSOff:
+	return rpsCPUs(s.TapRPS, TapRPSOff, avail, s.CPUs)
+}
+
+// TransmitRPSCPUs returns the CPUs of vtep.transmit_rps (nil: off); avail
+// are the CPUs mflow may run on (rpsCPUs).
+func (c *Config) TransmitRPSCPUs(avail []int) ([]int, error) {
+	return rpsCPUs(c.VTEP.TransmitRPS, TapRPSAuto, avail, c.Steering.CPUs)
+}
+
+// rpsCPUs returns the CPUs of an RPS setting v (def when empty; nil:
+// off). auto takes the CPUs of avail that pinned does not give to mflow's
+// dispatcher and workers; auto with fewer than two CPUs available, or
+// with none left, is off. avail nil only checks the syntax.
+func rpsCPUs(v, def string, avail []int, pinned *CPUs) ([]int, error) {
+	if v == "" {
+		v = def
+	}
+	switch v {
+	case TapRPSOff:
 		return nil, nil
 	case TapRPSAuto:
 		if len(avail) < 2 {
 			return nil, nil
 		}
 		taken := map[int]bool{}
-		if s.CPUs != nil {
-			if s.CPUs.Dispatcher != nil {
-				taken[*s.CPUs.Dispatcher] = true
+		if pinned != nil {
+			if pinned.Dispatcher != nil {
+				taken[*pinned.Dispatcher] = true
 			}
-			for _, c := range s.CPUs.Workers {
+			for _, c := range pinned.Workers {
 				taken[c] = true
 			}
 		}
@@ -315,10 +342,10 @@ func (s Steering) TapRPSCPUs(avail []int) ([]int, error) {
 		}
 		return out, nil
 	}
-	return ParseCPUList(s.TapRPS)
+	return ParseCPUList(v)
 }
 
-// Values of steering.tap_rps besides a CPU list.
+// Values of steering.tap_rps and vtep.transmit_rps besides a CPU list.
 const (
 	TapRPSOff  = "off"
 	TapRPSAuto = "auto"
@@ -540,7 +567,7 @@ func (q Queues) MarshalYAML() (any, error) {
 func Default() *Config {
 	return &Config{
 		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
-		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, PartialChecksum: DefaultPartialChecksum, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts},
+		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, PartialChecksum: DefaultPartialChecksum, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts, TransmitRPS: TapRPSAuto},
 		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers, SpinMicros: DefaultSpinMicros, TapRPS: TapRPSOff},
 		FDB:      FDB{MaxLearned: DefaultFDBMaxLearned, LearnRate: DefaultFDBLearnRate},
 		Metrics:  Metrics{Listen: DefaultMetricsAddr},

@@ -90,7 +90,7 @@ networks:
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
 		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "max_learned: 4096", "learn_rate: 1000", "mtu: 1450", "type: tap", "level: info",
-		"source_ports: 49152-65535", "transmit: auto", "spin_us: 50", "inline: 16"} {
+		"source_ports: 49152-65535", "transmit: auto", "spin_us: 50", "inline: 16", "transmit_rps: auto", "tap_rps: \"off\""} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
 		}
@@ -222,6 +222,7 @@ func TestParseErrors(t *testing.T) {
 		{"tap_rps reversed", edit(t, 18, "  workers: 2\n  tap_rps: 3-1"), []string{"line 19", "steering.tap_rps", "not a CPU list"}},
 		{"tap_rps repeated", edit(t, 18, "  workers: 2\n  tap_rps: 1,0-2"), []string{"line 19", "steering.tap_rps", "twice"}},
 		{"tap_rps word", edit(t, 18, "  workers: 2\n  tap_rps: on"), []string{"line 19", "steering.tap_rps", "off, auto"}},
+		{"transmit_rps word", strings.Replace(base, "  port: 4789\n", "  port: 4789\n  transmit_rps: all\n", 1), []string{"vtep.transmit_rps", "not a CPU list", "off, auto"}},
 		{"workers zero", edit(t, 18, "  workers: 0"), []string{"line 18", "steering.workers", "below 1"}},
 		{"cpus mismatch", edit(t, 18, "  workers: 2\n  cpus: {dispatcher: 0, workers: [1]}"), []string{"line 19", "steering.cpus.workers", "1 CPUs listed for 2 workers"}},
 		{"cpus negative", edit(t, 18, "  workers: 2\n  cpus: {dispatcher: -1}"), []string{"line 19", "steering.cpus.dispatcher"}},
@@ -302,11 +303,19 @@ func TestCheckHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c3.CheckHost(Host{NumCPU: 2}); err == nil || !strings.Contains(err.Error(), "line 19: steering.tap_rps: CPU 3 does not exist") {
+	if err := c3.CheckHost(Host{NumCPU: 2, PossibleCPUs: 2}); err == nil || !strings.Contains(err.Error(), "line 19: steering.tap_rps: CPU 3 does not exist") {
 		t.Errorf("CheckHost(2 CPUs) = %v, want an error for tap_rps", err)
 	}
-	if err := c3.CheckHost(Host{NumCPU: 4}); err != nil {
-		t.Errorf("CheckHost(4 CPUs) = %v", err)
+	// The process may run on 2 of 4 CPUs: RPS may still name the others.
+	if err := c3.CheckHost(Host{NumCPU: 2, PossibleCPUs: 4}); err != nil {
+		t.Errorf("CheckHost(2 of 4 CPUs) = %v", err)
+	}
+	c4, err := Parse([]byte(strings.Replace(edit(t, 18, "  workers: 2"), "  port: 4789\n", "  port: 4789\n  transmit_rps: 0-7\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c4.CheckHost(Host{NumCPU: 4, PossibleCPUs: 4}); err == nil || !strings.Contains(err.Error(), "vtep.transmit_rps: CPU 7 does not exist") {
+		t.Errorf("CheckHost(4 CPUs) = %v, want an error for transmit_rps", err)
 	}
 }
 
@@ -356,6 +365,18 @@ func TestCPUList(t *testing.T) {
 		got, err := c.s.TapRPSCPUs(c.avail)
 		if err != nil || !slices.Equal(got, c.want) {
 			t.Errorf("%+v.TapRPSCPUs(%v) = %v, %v; want %v", c.s, c.avail, got, err, c.want)
+		}
+	}
+	// vtep.transmit_rps: empty is auto, and auto leaves out pinned CPUs.
+	for _, c := range []struct {
+		v     string
+		avail []int
+		want  []int
+	}{{"", []int{0, 1, 2}, []int{0, 2}}, {TapRPSAuto, []int{0, 1}, []int{0}}, {TapRPSOff, []int{0, 1}, nil}, {"3", []int{0, 1}, []int{3}}} {
+		cfg := Config{VTEP: VTEP{TransmitRPS: c.v}, Steering: Steering{CPUs: &CPUs{Dispatcher: &d}}}
+		got, err := cfg.TransmitRPSCPUs(c.avail)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("transmit_rps %q over %v = %v, %v; want %v", c.v, c.avail, got, err, c.want)
 		}
 	}
 }

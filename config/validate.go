@@ -253,6 +253,9 @@ func (c *Config) Validate() error {
 	if _, err := c.Steering.TapRPSCPUs(nil); err != nil {
 		cl.add("steering.tap_rps", "%v (or off, auto)", err)
 	}
+	if _, err := c.TransmitRPSCPUs(nil); err != nil {
+		cl.add("vtep.transmit_rps", "%v (or off, auto)", err)
+	}
 	if c.Steering.SpinMicros < 0 || c.Steering.SpinMicros > MaxSpinMicros {
 		cl.add("steering.spin_us", "%d is outside 0..%d (microseconds)", c.Steering.SpinMicros, MaxSpinMicros)
 	}
@@ -308,11 +311,16 @@ type Host struct {
 	UplinkQueues int
 	// NumCPU is the number of CPUs the process may run on.
 	NumCPU int
+	// PossibleCPUs is the number of CPUs the kernel knows (one more than
+	// the highest CPU number), which RPS lists may name even where the
+	// process itself may not run.
+	PossibleCPUs int
 }
 
 // CheckHost checks the configuration against facts of the host: every
 // device MTU must be at most UplinkMTU minus Overhead, listed queues must
-// exist and pinned CPUs must be usable. It returns nil or a
+// exist, pinned CPUs must be usable and RPS lists must name CPUs that
+// exist. It returns nil or a
 // *ValidationError (wrapping ErrInvalid) naming the fields and lines.
 func (c *Config) CheckHost(h Host) error {
 	cl := &collector{root: c.root}
@@ -336,8 +344,15 @@ func (c *Config) CheckHost(h Host) error {
 			}
 		}
 	}
-	if cpus, err := c.Steering.TapRPSCPUs(nil); err == nil && h.NumCPU > 0 && len(cpus) > 0 && cpus[len(cpus)-1] >= h.NumCPU {
-		cl.add("steering.tap_rps", "CPU %d does not exist (%d CPUs)", cpus[len(cpus)-1], h.NumCPU)
+	if h.PossibleCPUs > 0 {
+		for _, r := range []struct {
+			path string
+			cpus func([]int) ([]int, error)
+		}{{"steering.tap_rps", c.Steering.TapRPSCPUs}, {"vtep.transmit_rps", c.TransmitRPSCPUs}} {
+			if cpus, err := r.cpus(nil); err == nil && len(cpus) > 0 && cpus[len(cpus)-1] >= h.PossibleCPUs {
+				cl.add(r.path, "CPU %d does not exist (the kernel has CPUs 0-%d)", cpus[len(cpus)-1], h.PossibleCPUs-1)
+			}
+		}
 	}
 	if h.NumCPU > 0 && c.Steering.CPUs != nil {
 		if d := c.Steering.CPUs.Dispatcher; d != nil && *d >= h.NumCPU {

@@ -52,7 +52,7 @@ func checkHost(cfg *config.Config) []Check {
 		s.Close()
 	}
 	add("uplink", nil, fmt.Sprintf("%s: index %d, MTU %d, %d rx queues in use (%d allocated), %s", a.Name, a.Index, a.MTU, queues, a.NumRxQueues, a.OperState))
-	add("config against host", cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: queues, NumCPU: runtime.NumCPU()}),
+	add("config against host", cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: queues, NumCPU: runtime.NumCPU(), PossibleCPUs: possibleCPUs()}),
 		"MTUs, queues and CPUs fit")
 	hasAddr := false
 	if addrs, err := netlink.AddrList(link, unix.AF_INET); err == nil {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,10 +56,13 @@ type daemon struct {
 	extra [][]*tap.Device // per network: its TAP's queues after the first (tunnel path)
 	// tapSteer is the queue-selection program of multi-queue TAPs.
 	tapSteer *bpf.Steering
-	redir    *bpf.Redirect   // from tunTx's ingress to the uplink
-	txPath   config.Transmit // vtep.transmit, auto resolved
-	stage    *networkStage
-	policy   steer.Policy
+	redir    *bpf.Redirect // from tunTx's ingress to the uplink
+	// txUDP is the first of tunTx's UDP queues (those with RPS, one per
+	// encap loop, after the loops' own), 0 when there are none.
+	txUDP  int
+	txPath config.Transmit // vtep.transmit, auto resolved
+	stage  *networkStage
+	policy steer.Policy
 	// unordered bypasses the microflow merger (Options.Unordered).
 	unordered bool
 
@@ -176,7 +181,7 @@ func (d *daemon) setup(o Options) error {
 	d.uplinkName, d.uplinkIndex, d.uplinkMTU = a.Name, a.Index, a.MTU
 	copy(d.uplinkMAC[:], a.HardwareAddr)
 	nq := max(a.NumRxQueues, 1)
-	if err := cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: nq, NumCPU: runtime.NumCPU()}); err != nil {
+	if err := cfg.CheckHost(config.Host{UplinkMTU: a.MTU, UplinkQueues: nq, NumCPU: runtime.NumCPU(), PossibleCPUs: possibleCPUs()}); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	all := cfg.Uplink.Queues.All || len(cfg.Uplink.Queues.List) == 0
@@ -303,12 +308,9 @@ func (d *daemon) setup(o Options) error {
 				return fmt.Errorf("%w: %w", ErrSetup, err)
 			}
 		}
-		rps := "off"
-		if len(rpsCPUs) > 0 {
-			rps = config.CPUMask(rpsCPUs)
-			if err := t.SetRPS(rps); err != nil {
-				return fmt.Errorf("%w: steering.tap_rps: %w", ErrSetup, err)
-			}
+		rps, err := d.setRPS("steering.tap_rps", cfg.Steering.TapRPS, rpsCPUs, t.SetRPS)
+		if err != nil {
+			return err
 		}
 		d.log.Info("TAP ready", "device", t.Name(), "vni", n.VNI, "bridge", n.Device.Bridge,
 			"mtu", mtu, "adopted", t.Adopted(), "offloads", t.Offloads().String(), "queues", 1+len(d.extra[i]), "rps_cpus", rps)
@@ -331,6 +333,26 @@ func (d *daemon) setup(o Options) error {
 	return nil
 }
 
+// setRPS applies the RPS setting of key (value v, CPUs cpus; nil: off)
+// with set and returns the mask set, or "off". A failure stops the start
+// for a CPU list; for auto, which is a default, it is logged and the
+// device works without RPS.
+func (d *daemon) setRPS(key, v string, cpus []int, set func(mask string) error) (string, error) {
+	if len(cpus) == 0 {
+		return "off", nil
+	}
+	mask := config.CPUMask(cpus)
+	err := set(mask)
+	switch {
+	case err != nil && (v == config.TapRPSAuto || v == ""):
+		d.log.Warn(key+": auto not applied, going on without RPS (docs/OPERATIONS.md §13)", "err", err)
+		return "off", nil
+	case err != nil:
+		return "", fmt.Errorf("%w: %s: %w", ErrSetup, key, err)
+	}
+	return mask, nil
+}
+
 // allowedCPUs lists the CPUs this process may run on (nil if unknown).
 func allowedCPUs() []int {
 	var set unix.CPUSet
@@ -338,12 +360,26 @@ func allowedCPUs() []int {
 		return nil
 	}
 	var out []int
-	for c := 0; c < len(set)*64; c++ {
+	for c := 0; len(out) < set.Count(); c++ {
 		if set.IsSet(c) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// possibleCPUs is the number of CPUs the kernel knows, one more than the
+// highest CPU number (0 if unknown).
+func possibleCPUs() int {
+	b, err := os.ReadFile("/sys/devices/system/cpu/possible")
+	if err != nil {
+		return 0
+	}
+	cpus, err := config.ParseCPUList(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return cpus[len(cpus)-1] + 1
 }
 
 // setupTransmit opens what the encap path needs: the UDP socket pools
@@ -370,6 +406,22 @@ func (d *daemon) setupTransmit() error {
 		} else if err != nil {
 			return fmt.Errorf("%w: vtep.transmit: tunnel: %w", ErrSetup, err)
 		}
+	}
+	if d.txPath == config.TransmitTunnel && d.tunTx.Queues() > d.encapLoops() {
+		// The second half of the queues, UDP's, gets RPS
+		// (tunWriter.queue).
+		loops := d.encapLoops()
+		cpus, _ := cfg.TransmitRPSCPUs(allowedCPUs()) // as openTunnel planned
+		rps, err := d.setRPS("vtep.transmit_rps", cfg.VTEP.TransmitRPS, cpus, func(mask string) error {
+			return d.tunTx.SetRPS(mask, func(q int) bool { return q >= loops })
+		})
+		if err != nil {
+			return err
+		}
+		if rps != "off" {
+			d.txUDP = loops
+		}
+		d.log.Info("transmit TAP: RPS for UDP flows", "device", d.tunTx.Name(), "rps_cpus", rps)
 	}
 	if d.txPath == config.TransmitSocket {
 		if u := cfg.VTEP.UDPChecksum; u != nil && !*u {
@@ -435,8 +487,15 @@ func (d *daemon) setupTAPQueues(i int, t *tap.Device) error {
 // and redirects its ingress to the uplink.
 func (d *daemon) openTunnel() error {
 	name := fmt.Sprintf("mfx%d", d.uplinkIndex)
-	var err error
-	if d.tunTx, err = tap.OpenTx(name, d.encapLoops()); err != nil {
+	cpus, err := d.cfg.TransmitRPSCPUs(allowedCPUs())
+	if err != nil {
+		return fmt.Errorf("vtep.transmit_rps: %w", err) // validated: cannot happen
+	}
+	queues := d.encapLoops()
+	if len(cpus) > 0 {
+		queues *= 2 // a queue with RPS for UDP flows beside each loop's own
+	}
+	if d.tunTx, err = tap.OpenTx(name, queues); err != nil {
 		return err
 	}
 	if d.redir, err = bpf.AttachRedirect(d.tunTx.Index(), d.uplinkIndex); err != nil {

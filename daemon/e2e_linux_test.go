@@ -595,31 +595,58 @@ func TestE2EVethDeleted(t *testing.T) {
 }
 
 // TestE2ETapRPS: with steering.tap_rps: auto the TAP's receive queues
-// carry the mask of every CPU, and the frames mflow writes, handed to the
-// CPUs' backlogs by flow hash, still reach the container in order (UDP)
-// and intact (TCP), with every frame accounted for.
+// carry the mask of every CPU, as do the transmit TAP's (vtep.transmit_rps
+// defaults to auto on the tunnel path), and the frames mflow writes,
+// handed to the CPUs' backlogs by flow hash, still arrive in order (UDP,
+// both ways) and intact (TCP, both ways), with every frame accounted for.
 func TestE2ETapRPS(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("auto is off on one CPU")
 	}
 	cfg := testConfig(t, "microflow", 2, 256)
+	cfg.VTEP.Transmit = config.TransmitTunnel
 	cfg.Steering.TapRPS = config.TapRPSAuto
 	r := startDaemon(t, cfg)
 	want, _ := cfg.Steering.TapRPSCPUs(allowedCPUs())
+	if len(want) < 2 {
+		t.Fatalf("auto on %d CPUs: %v", runtime.NumCPU(), want)
+	}
 	for q, got := range rpsMasks(t, r.topo.Host, testbed.MflowVeth) {
 		if !sameMask(got, config.CPUMask(want)) {
-			t.Fatalf("rx-%d rps_cpus %q, want CPUs %v", q, got, want)
+			t.Fatalf("TAP rx-%d rps_cpus %q, want CPUs %v", q, got, want)
+		}
+	}
+	// The transmit TAP: the loops' own queues without, their UDP queues
+	// (the second half) with.
+	loops := r.d.d.encapLoops()
+	tx := rpsMasks(t, r.topo.Host, r.d.d.tunTx.Name())
+	if len(tx) != 2*loops || r.d.d.txUDP != loops {
+		t.Fatalf("transmit TAP: %d queues, UDP from %d; want %d, from %d", len(tx), r.d.d.txUDP, 2*loops, loops)
+	}
+	for q, got := range tx {
+		if m := config.CPUMask(want); q < loops && !sameMask(got, "0") || q >= loops && !sameMask(got, m) {
+			t.Fatalf("transmit TAP rx-%d rps_cpus %q (loops %d, CPUs %v)", q, got, loops, want)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	udpDecapInOrder(ctx, t, r, "RPS on the TAP")
-	const size = 50 << 20
-	res, err := traffic.TCPStream(ctx, r.topo.Peer, r.topo.Ctr, ctrOverlay, time.Minute, size)
-	if err != nil || !res.Verified || res.Bytes != size {
-		t.Fatalf("TCP peer → container: %+v, %v", res, err)
+	u, err := traffic.UDPStream(ctx, r.topo.Ctr, r.topo.Peer, peerOverlay, traffic.UDPOptions{Size: 1000, Duration: 2 * time.Second})
+	if err != nil || u.Received == 0 || u.OutOfOrder != 0 || u.Duplicates != 0 {
+		t.Fatalf("UDP container → peer with RPS on the transmit TAP: %+v, %v; want no reordering", u, err)
 	}
-	t.Logf("TCP peer → container: %.2f Gbit/s, content verified", res.Gbps)
+	const size = 50 << 20
+	for _, dir := range []struct {
+		name     string
+		from, to *testbed.NS
+		addr     netip.Addr
+	}{{"peer → container", r.topo.Peer, r.topo.Ctr, ctrOverlay}, {"container → peer", r.topo.Ctr, r.topo.Peer, peerOverlay}} {
+		res, err := traffic.TCPStream(ctx, dir.from, dir.to, dir.addr, time.Minute, size)
+		if err != nil || !res.Verified || res.Bytes != size {
+			t.Fatalf("TCP %s: %+v, %v", dir.name, res, err)
+		}
+		t.Logf("TCP %s: %.2f Gbit/s, content verified", dir.name, res.Gbps)
+	}
 	if err := r.shutdown(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

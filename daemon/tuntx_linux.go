@@ -41,7 +41,10 @@ func (d *daemon) encapLoopTunnel(i int, t *tap.Device, txq int) {
 	layouts := make([]tap.Layout, tunBatch)
 	frames := make([][]byte, tunBatch)
 	run := make([]byte, tunHead+vxlan.EthernetLen+0xFFFF) // a merged run of UDP datagrams
-	w := tunWriter{d: d, q: txq, enc: &enc}
+	w := tunWriter{d: d, q: txq, udpQ: txq, enc: &enc}
+	if d.txUDP > 0 {
+		w.udpQ = d.txUDP + txq
+	}
 	// The TAP's read counters are published after the frames are counted
 	// in flight (and the window raised to cover them), so that a snapshot
 	// never sees more read than in flight can explain.
@@ -100,11 +103,12 @@ func (d *daemon) encapLoopTunnel(i int, t *tap.Device, txq int) {
 	}
 }
 
-// tunWriter sends one encap loop's packets into its queue of the
-// transmit TAP.
+// tunWriter sends one encap loop's packets into its queues of the
+// transmit TAP (queue).
 type tunWriter struct {
 	d        *daemon
-	q        int
+	q        int // the loop's own queue: the kernel's work runs inside the write
+	udpQ     int // UDP flows' queue, with RPS where vtep.transmit_rps is on (else q)
 	enc      *vxlan.Encoder
 	th       tap.TunnelHdr
 	lastWarn time.Time
@@ -145,7 +149,22 @@ func (w *tunWriter) send(b []byte, l *tap.Layout, vni uint32, vtep [4]byte) {
 		w.enc.Encap(pkt, vni, &to)
 	}
 	w.th.Encode(b)
-	w.write(b, l.Frames, l.WireBytes(len(frame))+l.Frames*vxlan.Overhead)
+	w.write(w.queue(frame), b, l.Frames, l.WireBytes(len(frame))+l.Frames*vxlan.Overhead)
+}
+
+// queue picks the transmit TAP queue of an inner frame. UDP flows go to
+// the queue with RPS, where the kernel's work behind the write (the
+// redirect, the segmentation of a merged run, the uplink's side, per
+// datagram) moves to the CPU of the flow's hash and the loop reads on;
+// everything else (TCP: data super-frames and the ACKs of flows the
+// other way; ICMP, ARP) is written inline, where the hand-off would cost
+// more than it saves (BENCHMARKS.md, "RPS on the transmit TAP"). A flow's
+// protocol never changes, so a flow keeps one queue and its order.
+func (w *tunWriter) queue(frame []byte) int {
+	if p, ok := vxlan.Protocol(frame); ok && p == vxlan.ProtoUDP {
+		return w.udpQ
+	}
+	return w.q
 }
 
 // sendSegmented cuts the packet's super-frame into frames with complete
@@ -175,17 +194,18 @@ func (w *tunWriter) sendSegmented(b []byte, l *tap.Layout, vni uint32, to *vxlan
 			continue
 		}
 		plain.Encode(s)
-		w.write(s, 1, len(s)-tap.TunnelHdrLen)
+		w.write(w.queue(s[tunHead:]), s, 1, len(s)-tap.TunnelHdrLen)
 	}
 	if n < l.Frames {
 		d.tx.drops[txTooBig].Add(uint64(l.Frames - n))
 	}
 }
 
-// write writes one packet that makes frames wire frames of bytes bytes.
-func (w *tunWriter) write(pkt []byte, frames, bytes int) {
+// write writes one packet that makes frames wire frames of bytes bytes
+// into queue q.
+func (w *tunWriter) write(q int, pkt []byte, frames, bytes int) {
 	d := w.d
-	err := d.tunTx.Write(w.q, pkt)
+	err := d.tunTx.Write(q, pkt)
 	if err == nil {
 		d.tx.frames.Add(uint64(frames))
 		d.tx.bytes.Add(uint64(bytes))

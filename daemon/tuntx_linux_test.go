@@ -442,3 +442,30 @@ func txTAPPackets(t *testing.T, r *running) uint64 {
 	}
 	return n
 }
+
+// TestTunnelQueue: with UDP queues on the transmit TAP, UDP frames (with
+// and without a VLAN tag, plain and merged) go to the UDP queue and TCP
+// frames (data and ACKs) to the loop's own; without, everything to the
+// loop's own.
+func TestTunnelQueue(t *testing.T) {
+	w := tunWriter{q: 1, udpQ: 5}
+	for _, c := range []struct {
+		name      string
+		udp, vlan bool
+		payload   int
+		want      int
+	}{{"udp", true, false, 100, 5}, {"udp vlan", true, true, 100, 5}, {"tcp", false, false, 1000, 1}, {"tcp ack", false, false, 0, 1}, {"tcp vlan", false, true, 100, 1}} {
+		_, frame := tapPacket(t, c.udp, c.vlan, c.payload, 0)
+		if q := w.queue(frame); q != c.want {
+			t.Errorf("%s: queue %d, want %d", c.name, q, c.want)
+		}
+		if q := (&tunWriter{q: 1, udpQ: 1}).queue(frame); q != 1 {
+			t.Errorf("%s without UDP queues: queue %d, want 1", c.name, q)
+		}
+	}
+	arp := make([]byte, 60)
+	binary.BigEndian.PutUint16(arp[12:], 0x0806)
+	if q := w.queue(arp); q != 1 {
+		t.Errorf("ARP: queue %d, want 1", q)
+	}
+}

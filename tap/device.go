@@ -3,7 +3,6 @@ package tap
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -48,9 +47,7 @@ type Device struct {
 	drops    uint64          // the last KernelDrops count
 	dropBase uint64          // tx_dropped at Open (an adopted device counted before)
 
-	nsFD   int               // the device's network namespace, for SetRPS; -1 until then
-	mac    net.HardwareAddr  // to recognise the device in a sysfs
-	rpsOld map[string]string // an adopted device's rps_cpus before SetRPS, by queue
+	rps *rpsCtl // SetRPS
 
 	// Writer state, owned by the goroutine in Write.
 	group    []keyedFrame // WriteFrames' scratch

@@ -3,49 +3,73 @@ package tap
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"mflow/internal/sysfs"
 )
 
-// SetRPS writes mask, a CPU mask in the hexadecimal form of rps_cpus
-// ("2" for CPU 1, "0" for none), to every receive queue of the device
-// (queues/rx-N/rps_cpus), so that the kernel hands each frame mflow writes
-// to the backlog of a CPU picked from mask by the frame's flow hash: the
-// bridge, the veth and the container's stack then run there instead of
-// inside mflow's write(2), and a flow keeps one CPU and its order. The
-// calling thread must be in the device's network namespace (as for Open).
-// The masks an adopted device had are put back by Close.
-func (d *Device) SetRPS(mask string) error {
-	if d.nsFD < 0 {
-		fd, err := sysfs.OpenNetns()
-		if err != nil {
-			return fmt.Errorf("tap %s: RPS: %w", d.name, err)
-		}
-		d.nsFD = fd
+// rpsCtl sets receive packet steering (queues/rx-N/rps_cpus) on one
+// network device: a TAP's or the transmit TAP's. It remembers the
+// device's namespace, so that it works from any thread, and, for a device
+// mflow adopted, the masks it found, which close puts back.
+type rpsCtl struct {
+	mu    sync.Mutex
+	name  string
+	index int
+	nsFD  int               // the device's network namespace; -1 once closed
+	keep  bool              // put the old masks back at close (an adopted device)
+	old   map[string]string // rps_cpus by queue before the first set
+}
+
+// newRPSCtl returns the control of device name (index) in the calling
+// thread's network namespace.
+func newRPSCtl(name string, index int, adopted bool) (*rpsCtl, error) {
+	fd, err := sysfs.OpenNetns()
+	if err != nil {
+		return nil, err
 	}
-	err := d.inSysfs(func(dir string) error {
+	return &rpsCtl{name: name, index: index, nsFD: fd, keep: adopted}, nil
+}
+
+// set writes mask, a CPU mask in the hexadecimal form of rps_cpus ("2"
+// for CPU 1, "0" for none), to every receive queue of the device, or,
+// with only, to the queues only accepts.
+func (r *rpsCtl) set(mask string, only func(q int) bool) error {
+	if r == nil {
+		return errors.New("device not open")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.inSysfs(func(dir string) error {
 		qs, err := rxQueues(dir)
 		if err != nil {
 			return err
 		}
-		for _, q := range qs {
-			p := filepath.Join(dir, q, "rps_cpus")
-			if d.adopted && d.rpsOld == nil {
-				d.rpsOld = map[string]string{}
+		for i, q := range qs {
+			if only != nil && !only(i) {
+				continue
 			}
-			if _, seen := d.rpsOld[q]; d.adopted && !seen {
+			p := filepath.Join(dir, q, "rps_cpus")
+			if r.keep && r.old == nil {
+				r.old = map[string]string{}
+			}
+			if _, seen := r.old[q]; r.keep && !seen {
 				b, err := os.ReadFile(p)
 				if err != nil {
 					return err
 				}
-				d.rpsOld[q] = strings.TrimSpace(string(b))
+				r.old[q] = strings.TrimSpace(string(b))
 			}
 			if err := os.WriteFile(p, []byte(mask), 0); err != nil {
 				return fmt.Errorf("%s: %w", q, err)
@@ -53,27 +77,27 @@ func (d *Device) SetRPS(mask string) error {
 		}
 		return nil
 	})
-	if errors.Is(err, unix.EACCES) {
+	switch {
+	case errors.Is(err, unix.EACCES):
 		// rps_cpus belongs to root (0644): CAP_NET_ADMIN alone is not enough.
-		return fmt.Errorf("tap %s: setting RPS CPUs %s: writing rps_cpus needs root or CAP_DAC_OVERRIDE besides CAP_NET_ADMIN: %w", d.name, mask, err)
-	}
-	if err != nil {
-		return fmt.Errorf("tap %s: setting RPS CPUs %s: %w", d.name, mask, err)
+		return fmt.Errorf("%s: setting RPS CPUs %s: writing rps_cpus needs root or CAP_DAC_OVERRIDE besides CAP_NET_ADMIN: %w", r.name, mask, err)
+	case errors.Is(err, unix.EROFS):
+		return fmt.Errorf("%s: setting RPS CPUs %s: /sys is read-only here (a systemd unit's ProtectKernelTunables=yes): %w", r.name, mask, err)
+	case err != nil:
+		return fmt.Errorf("%s: setting RPS CPUs %s: %w", r.name, mask, err)
 	}
 	return nil
 }
 
-// RPS returns the rps_cpus mask of each receive queue, in queue order.
-func (d *Device) RPS() ([]string, error) {
-	if d.nsFD < 0 {
-		fd, err := sysfs.OpenNetns()
-		if err != nil {
-			return nil, fmt.Errorf("tap %s: RPS: %w", d.name, err)
-		}
-		d.nsFD = fd
+// get returns the rps_cpus mask of each receive queue, in queue order.
+func (r *rpsCtl) get() ([]string, error) {
+	if r == nil {
+		return nil, errors.New("device not open")
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var out []string
-	err := d.inSysfs(func(dir string) error {
+	err := r.inSysfs(func(dir string) error {
 		qs, err := rxQueues(dir)
 		for _, q := range qs {
 			b, err := os.ReadFile(filepath.Join(dir, q, "rps_cpus"))
@@ -85,9 +109,45 @@ func (d *Device) RPS() ([]string, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("tap %s: reading RPS CPUs: %w", d.name, err)
+		return nil, fmt.Errorf("%s: reading RPS CPUs: %w", r.name, err)
 	}
 	return out, nil
+}
+
+// close puts back the masks an adopted device had before the first set,
+// on the queues that still exist (the queues that mflow's own attaching
+// added go away as mflow detaches them), and releases the namespace.
+func (r *rpsCtl) close() error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.nsFD < 0 {
+		return nil
+	}
+	var err error
+	if len(r.old) > 0 {
+		err = r.inSysfs(func(dir string) error {
+			var errs []error
+			for q, m := range r.old {
+				if m == "" {
+					m = "0"
+				}
+				err := os.WriteFile(filepath.Join(dir, q, "rps_cpus"), []byte(m), 0)
+				if !errors.Is(err, fs.ErrNotExist) {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		})
+		if err != nil {
+			err = fmt.Errorf("%s: restoring RPS CPUs: %w", r.name, err)
+		}
+	}
+	unix.Close(r.nsFD)
+	r.nsFD = -1
+	return err
 }
 
 // inSysfs runs fn with dir set to the device's queues/ directory in a
@@ -95,40 +155,57 @@ func (d *Device) RPS() ([]string, error) {
 // this device (same name, index and MAC address), as for a daemon in the
 // namespace /sys was mounted for; otherwise a sysfs mounted for the
 // device's namespace on a thread of its own, which needs CAP_SYS_ADMIN.
-func (d *Device) inSysfs(fn func(dir string) error) error {
-	if d.sysfsShows("/sys", true) {
-		return fn(filepath.Join("/sys/class/net", d.name, "queues"))
+// The caller holds r.mu.
+func (r *rpsCtl) inSysfs(fn func(dir string) error) error {
+	if r.nsFD < 0 {
+		return errors.New("closed")
 	}
-	err := sysfs.InNetns(d.nsFD, func(root string) error {
-		if !d.sysfsShows(root, false) {
-			return fmt.Errorf("%s is no longer interface %d", d.name, d.index)
+	if mac, err := r.mac(); err == nil && sysfsShows("/sys", r.name, r.index, mac) {
+		return fn(filepath.Join("/sys/class/net", r.name, "queues"))
+	}
+	err := sysfs.InNetns(r.nsFD, func(root string) error {
+		if !sysfsShows(root, r.name, r.index, nil) {
+			return fmt.Errorf("%s is no longer interface %d", r.name, r.index)
 		}
-		return fn(filepath.Join(root, "class/net", d.name, "queues"))
+		return fn(filepath.Join(root, "class/net", r.name, "queues"))
 	})
-	if errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("/sys shows another network namespace, and mounting a sysfs for the TAP's needs CAP_SYS_ADMIN: %w", err)
+	if errors.Is(err, sysfs.ErrMount) && errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("/sys shows another network namespace, and mounting a sysfs for the device's needs CAP_SYS_ADMIN (and a systemd unit without RestrictNamespaces=): %w", err)
 	}
 	return err
 }
 
-// sysfsShows reports whether the sysfs at root lists this device: its
-// name with its index and, with mac set, its MAC address (for a sysfs that
-// may show another namespace, where the same name and index can be
-// another device).
-func (d *Device) sysfsShows(root string, mac bool) bool {
-	dev := filepath.Join(root, "class/net", d.name)
+// mac returns the device's MAC address now, asked of its namespace.
+func (r *rpsCtl) mac() (net.HardwareAddr, error) {
+	h, err := netlink.NewHandleAt(netns.NsHandle(r.nsFD))
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	l, err := h.LinkByIndex(r.index)
+	if err != nil {
+		return nil, err
+	}
+	return l.Attrs().HardwareAddr, nil
+}
+
+// sysfsShows reports whether the sysfs at root lists device name with
+// index and, unless mac is nil, that MAC address (for a sysfs that may show
+// another namespace, where the same name and index can be another device).
+func sysfsShows(root, name string, index int, mac net.HardwareAddr) bool {
+	dev := filepath.Join(root, "class/net", name)
 	b, err := os.ReadFile(filepath.Join(dev, "ifindex"))
 	if err != nil {
 		return false
 	}
-	if i, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || i != d.index {
+	if i, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || i != index {
 		return false
 	}
-	if !mac {
+	if mac == nil {
 		return true
 	}
 	a, err := os.ReadFile(filepath.Join(dev, "address"))
-	return err == nil && strings.TrimSpace(string(a)) == d.mac.String()
+	return err == nil && strings.TrimSpace(string(a)) == mac.String()
 }
 
 // rxQueues lists the rx-N entries of a queues/ directory, in order.
@@ -154,30 +231,37 @@ func rxQueues(dir string) ([]string, error) {
 	return qs, nil
 }
 
-// closeRPS puts back the masks an adopted device had before SetRPS and
-// releases the namespace handle. A device mflow created disappears with
-// its masks.
-func (d *Device) closeRPS() error {
-	if d.nsFD < 0 {
-		return nil
+// SetRPS writes mask, a CPU mask in the hexadecimal form of rps_cpus ("2"
+// for CPU 1, "0" for none), to every receive queue of the device, so that
+// the kernel hands each frame mflow writes to the backlog of a CPU picked
+// from mask by the frame's flow hash: the bridge, the veth and the
+// container's stack then run there instead of inside mflow's write(2),
+// and a flow keeps one CPU and its order. It may be called from any
+// thread. The masks an adopted device had are put back by Close.
+func (d *Device) SetRPS(mask string) error {
+	if err := d.rps.set(mask, nil); err != nil {
+		return fmt.Errorf("tap %w", err)
 	}
-	var err error
-	if len(d.rpsOld) > 0 {
-		err = d.inSysfs(func(dir string) error {
-			var errs []error
-			for q, m := range d.rpsOld {
-				if m == "" {
-					m = "0"
-				}
-				errs = append(errs, os.WriteFile(filepath.Join(dir, q, "rps_cpus"), []byte(m), 0))
-			}
-			return errors.Join(errs...)
-		})
-		if err != nil {
-			err = fmt.Errorf("tap %s: restoring RPS CPUs: %w", d.name, err)
-		}
-	}
-	unix.Close(d.nsFD)
-	d.nsFD = -1
-	return err
+	return nil
 }
+
+// RPS returns the rps_cpus mask of each receive queue, in queue order.
+func (d *Device) RPS() ([]string, error) { return d.rps.get() }
+
+func (d *Device) closeRPS() error { return d.rps.close() }
+
+// SetRPS writes mask to the receive queues of the transmit TAP that only
+// accepts (all if nil): the kernel then hands each packet mflow writes
+// into such a queue (with the redirect to the uplink, its segmentation and
+// whatever runs behind the uplink) to the backlog of a CPU picked by its
+// outer flow hash, and the write returns. Packets of one outer flow (one
+// inner flow) written to one queue keep one CPU and their order.
+func (t *Tx) SetRPS(mask string, only func(q int) bool) error {
+	if err := t.rps.set(mask, only); err != nil {
+		return fmt.Errorf("transmit tap %w", err)
+	}
+	return nil
+}
+
+// RPS returns the transmit TAP's rps_cpus masks, in queue order.
+func (t *Tx) RPS() ([]string, error) { return t.rps.get() }

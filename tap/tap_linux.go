@@ -92,12 +92,18 @@ func open(o Options) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening tap %s: netlink handle: %w", o.Name, err)
 	}
+	rps, err := newRPSCtl(o.Name, link.Attrs().Index, adopted)
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("opening tap %s: %w", o.Name, err)
+	}
 	file := os.NewFile(uintptr(fd), "/dev/net/tun:"+o.Name)
 	ok = true
 	rc, err := file.SyscallConn()
 	if err != nil {
 		file.Close()
 		nl.Close()
+		rps.close()
 		return nil, fmt.Errorf("opening tap %s: %w", o.Name, err)
 	}
 	d := &Device{
@@ -109,8 +115,7 @@ func open(o Options) (*Device, error) {
 		adopted: adopted,
 		offl:    want,
 		rbuf:    make([]byte, MaxPacket),
-		nsFD:    -1,
-		mac:     link.Attrs().HardwareAddr,
+		rps:     rps,
 	}
 	if st := link.Attrs().Statistics; st != nil {
 		d.dropBase = st.TxDropped

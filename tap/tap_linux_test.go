@@ -731,7 +731,9 @@ func TestRPS(t *testing.T) {
 	ns := newNS(t)
 	d := openTAP(t, ns, Options{Name: "mq0", MultiQueue: true})
 	openTAP(t, ns, Options{Name: "mq0", MultiQueue: true})
-	do(t, ns, func() error { return d.SetRPS("2") })
+	if err := d.SetRPS("2"); err != nil {
+		t.Fatal(err)
+	}
 	got, err := d.RPS()
 	if err != nil {
 		t.Fatal(err)
@@ -761,7 +763,9 @@ func TestRPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := openTAP(t, ns, Options{Name: "ptap1"})
-	do(t, ns, func() error { return p.SetRPS("3") })
+	if err := p.SetRPS("3"); err != nil {
+		t.Fatal(err)
+	}
 	if m, err := ns.RPS("ptap1", 0); err != nil || hexMask(t, m) != 3 {
 		t.Fatalf("adopted TAP while open: %q, %v; want CPUs 0-1", m, err)
 	}
@@ -770,6 +774,34 @@ func TestRPS(t *testing.T) {
 	}
 	if m, err := ns.RPS("ptap1", 0); err != nil || hexMask(t, m) != 1 {
 		t.Fatalf("adopted TAP after Close: %q, %v; want its old mask, CPU 0", m, err)
+	}
+
+	// An adopted multi-queue TAP: the second queue (rx-1) exists only
+	// while mflow holds it; rx-0 gets its mask back, and closing the
+	// queues in the daemon's order (the extra one first) is not an error.
+	do(t, ns, func() error {
+		return netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "pmq1"}, Mode: netlink.TUNTAP_MODE_TAP,
+			Flags: netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_MULTI_QUEUE})
+	})
+	if err := ns.SetRPS("pmq1", 0, "1"); err != nil {
+		t.Fatal(err)
+	}
+	m0 := openTAP(t, ns, Options{Name: "pmq1", MultiQueue: true})
+	m1 := openTAP(t, ns, Options{Name: "pmq1", MultiQueue: true})
+	if err := m0.SetRPS("3"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m0.RPS(); err != nil || len(got) != 2 || hexMask(t, got[1]) != 3 {
+		t.Fatalf("adopted multi-queue TAP while open: %q, %v; want two queues on CPUs 0-1", got, err)
+	}
+	if err := m1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m0.Close(); err != nil {
+		t.Fatalf("closing the adopted multi-queue TAP: %v", err)
+	}
+	if m, err := ns.RPS("pmq1", 0); err != nil || hexMask(t, m) != 1 {
+		t.Fatalf("adopted multi-queue TAP after Close: %q, %v; want its old mask, CPU 0", m, err)
 	}
 }
 
@@ -785,24 +817,26 @@ func hexMask(t *testing.T, s string) uint64 {
 
 // TestSysfsShows: a sysfs is taken to show a device only with its name,
 // index and (where asked) MAC address; the host's /sys does not show a
-// TAP of a test namespace.
+// TAP of a test namespace, and the control reads the MAC address the
+// device has now.
 func TestSysfsShows(t *testing.T) {
 	ns := newNS(t)
 	d := openTAP(t, ns, Options{Name: "shw0"})
-	if d.sysfsShows("/sys", true) {
+	mac, err := d.rps.mac()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sysfsShows("/sys", "shw0", d.Index(), mac) {
 		t.Fatalf("the host's /sys is taken to show shw0 of namespace %s", ns.Name)
 	}
-	var fd int
-	do(t, ns, func() (err error) { fd, err = sysfs.OpenNetns(); return err })
-	defer unix.Close(fd)
-	check := func(what string, want, wantNoMAC bool) {
+	check := func(what string, mac net.HardwareAddr, want bool) {
 		t.Helper()
-		err := sysfs.InNetns(fd, func(root string) error {
-			if got := d.sysfsShows(root, true); got != want {
-				t.Errorf("%s: sysfsShows(mac) = %v, want %v", what, got, want)
+		err := sysfs.InNetns(d.rps.nsFD, func(root string) error {
+			if got := sysfsShows(root, "shw0", d.Index(), mac); got != want {
+				t.Errorf("%s: sysfsShows(%v) = %v, want %v", what, mac, got, want)
 			}
-			if got := d.sysfsShows(root, false); got != wantNoMAC {
-				t.Errorf("%s: sysfsShows = %v, want %v", what, got, wantNoMAC)
+			if sysfsShows(root, "shw0", d.Index()+1, nil) {
+				t.Errorf("%s: another index is taken to be shw0", what)
 			}
 			return nil
 		})
@@ -810,22 +844,20 @@ func TestSysfsShows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	check("as opened", true, true)
+	check("as opened", mac, true)
+	check("any MAC", nil, true)
+	other := net.HardwareAddr{2, 0, 0, 0, 0x42, 1}
+	check("another MAC", other, false)
 	do(t, ns, func() error {
 		l, err := netlink.LinkByName("shw0")
 		if err != nil {
 			return err
 		}
-		return netlink.LinkSetHardwareAddr(l, net.HardwareAddr{2, 0, 0, 0, 0x42, 1})
+		return netlink.LinkSetHardwareAddr(l, other)
 	})
-	check("after a MAC change", false, true)
-	other := &Device{name: d.name, index: d.index + 1, mac: d.mac}
-	if err := sysfs.InNetns(fd, func(root string) error {
-		if other.sysfsShows(root, false) {
-			t.Errorf("another index is taken to be shw0")
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	now, err := d.rps.mac()
+	if err != nil || now.String() != other.String() {
+		t.Fatalf("mac() after the change = %v, %v; want %v", now, err, other)
 	}
+	check("after the change, the new MAC", other, true)
 }

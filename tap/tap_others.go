@@ -16,6 +16,8 @@ func (*Tx) Index() int              { return 0 }
 func (*Tx) Queues() int             { return 0 }
 func (*Tx) Write(int, []byte) error { return ErrUnsupported }
 func (*Tx) Close() error            { return nil }
+func (*Tx) SetRPS(string) error     { return ErrUnsupported }
+func (*Tx) RPS() ([]string, error)  { return nil, ErrUnsupported }
 
 // SetSteering returns ErrUnsupported.
 func (d *Device) SetSteering(int) error { return ErrUnsupported }

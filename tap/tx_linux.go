@@ -24,6 +24,7 @@ type Tx struct {
 	name  string
 	index int
 	fds   []int
+	rps   *rpsCtl // SetRPS
 }
 
 // OpenTx creates the transmit TAP name with the given number of queues in
@@ -80,6 +81,9 @@ func OpenTx(name string, queues int) (t *Tx, err error) {
 		return t, fmt.Errorf("opening transmit tap %s: looking up link: %w", name, err)
 	}
 	t.index = link.Attrs().Index
+	if t.rps, err = newRPSCtl(name, t.index, false); err != nil {
+		return t, fmt.Errorf("opening transmit tap %s: %w", name, err)
+	}
 	// Nothing of the host's own is to go out of it: no IPv6 (router
 	// solicitations, MLD), no ARP. A host without IPv6 has no such file.
 	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -120,7 +124,8 @@ func (t *Tx) Write(q int, pkt []byte) error {
 // Close closes every queue; the device disappears with the last one.
 // Close must not run while a Write is in progress.
 func (t *Tx) Close() error {
-	var err error
+	err := t.rps.close()
+	t.rps = nil
 	for _, fd := range t.fds {
 		err = errors.Join(err, unix.Close(fd))
 	}

@@ -55,13 +55,7 @@ func flowHash(frame []byte, seed uint32) uint32 {
 		}
 		return finish(h ^ uint32(len(frame)))
 	}
-	off := EthernetLen
-	et := binary.BigEndian.Uint16(frame[12:14])
-	if (et == EtherTypeVLAN || et == EtherTypeQinQ) && len(frame) >= EthernetLen+VLANTagLen {
-		et = binary.BigEndian.Uint16(frame[16:18])
-		off += VLANTagLen
-	}
-	l3 := frame[off:]
+	et, l3 := network(frame)
 	switch {
 	case et == EtherTypeIPv4 && len(l3) >= IPv4MinLen && l3[0]>>4 == 4:
 		ip := IPv4(l3)
@@ -93,4 +87,31 @@ func flowHash(frame []byte, seed uint32) uint32 {
 		h = mix(h, be32(frame[8:12]))
 		return finish(h ^ uint32(et))
 	}
+}
+
+// Protocol returns the IP protocol of an Ethernet frame (IPv4's protocol
+// field, IPv6's first next header) behind at most one VLAN tag, as the
+// flow hash reads it; ok is false for a frame that is not IP or too short.
+func Protocol(frame []byte) (proto uint8, ok bool) {
+	if len(frame) < EthernetLen {
+		return 0, false
+	}
+	et, l3 := network(frame)
+	switch {
+	case et == EtherTypeIPv4 && len(l3) >= IPv4MinLen && l3[0]>>4 == 4:
+		return IPv4(l3).Protocol(), true
+	case et == EtherTypeIPv6 && len(l3) >= 40:
+		return l3[6], true
+	}
+	return 0, false
+}
+
+// network returns the EtherType of a frame of at least EthernetLen bytes
+// and what follows its Ethernet header, behind at most one VLAN tag.
+func network(frame []byte) (et uint16, l3 []byte) {
+	et = binary.BigEndian.Uint16(frame[12:14])
+	if (et == EtherTypeVLAN || et == EtherTypeQinQ) && len(frame) >= EthernetLen+VLANTagLen {
+		return binary.BigEndian.Uint16(frame[16:18]), frame[EthernetLen+VLANTagLen:]
+	}
+	return et, frame[EthernetLen:]
 }

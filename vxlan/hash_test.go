@@ -66,5 +66,16 @@ func FuzzHash(f *testing.F) {
 		if InnerHash(b, seed) != InnerHash(b, seed) || OuterHash(b, seed) != InnerHash(b, seed) {
 			t.Fatal("hash not deterministic")
 		}
+		// Protocol reads the same header as the hash: an IP frame's
+		// protocol is a byte of the frame, at the place the hash mixes in.
+		if p, ok := Protocol(b); ok {
+			l3 := EthernetLen
+			if et := binary.BigEndian.Uint16(b[12:14]); et == EtherTypeVLAN || et == EtherTypeQinQ {
+				l3 += VLANTagLen
+			}
+			if b[l3+9] != p && b[l3+6] != p {
+				t.Fatalf("protocol %d is not in the IP header at %d", p, l3)
+			}
+		}
 	})
 }

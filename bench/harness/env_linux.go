@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,19 +66,6 @@ func otherCPUs(gen []int) []int {
 	return out
 }
 
-// cpuMask returns the hexadecimal mask of cpus for rps_cpus.
-func cpuMask(cpus []int) string {
-	words := make([]uint32, (runtime.NumCPU()+31)/32)
-	for _, c := range cpus {
-		words[c/32] |= 1 << (c % 32)
-	}
-	var parts []string
-	for i := len(words) - 1; i >= 0; i-- {
-		parts = append(parts, fmt.Sprintf("%08x", words[i]))
-	}
-	return strings.Join(parts, ",")
-}
-
 // setup builds the testbed and the mode's receive path.
 func setup(ctx context.Context, o *Options, m Mode) (e *env, err error) {
 	e = &env{o: o, mode: m}
@@ -109,9 +97,9 @@ func setup(ctx context.Context, o *Options, m Mode) (e *env, err error) {
 			}
 			// Both receive queues of the host: the uplink's (decap) and
 			// that of the container's veth on the bridge (encap).
-			err = host.SetRPS(testbed.HostUplink, 0, cpuMask(others))
+			err = host.SetRPS(testbed.HostUplink, 0, config.CPUMask(others))
 			if err == nil {
-				err = host.SetRPS(testbed.HostCtrVeth, 0, cpuMask(others))
+				err = host.SetRPS(testbed.HostCtrVeth, 0, config.CPUMask(others))
 			}
 		}
 	case ModeCeiling:
@@ -170,6 +158,9 @@ func (e *env) startDaemon() error {
 		cpus += fmt.Sprintf(", tap_rps: %q", m.TapRPS)
 	}
 	yaml := testbed.MflowConfigDevice(device, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus))
+	if m.TransmitRPS != "" {
+		yaml = bytes.Replace(yaml, []byte("vtep: {"), []byte(fmt.Sprintf("vtep: {transmit_rps: %q, ", m.TransmitRPS)), 1)
+	}
 	cfg, err := config.Parse(yaml)
 	if err != nil {
 		return fmt.Errorf("configuring mflow: %w", err)

@@ -62,6 +62,9 @@ type Options struct {
 	// auto or a CPU list; "": the default), each mflow mode once per
 	// value, named with a -rps<value> suffix when there are several.
 	TapRPS []string `json:"tap_rps,omitempty"`
+	// TransmitRPS are values of mflow's vtep.transmit_rps to measure (as
+	// TapRPS), named with a -txrps<value> suffix when there are several.
+	TransmitRPS []string `json:"transmit_rps,omitempty"`
 	// Sizes are UDP payload sizes in bytes (16 to 1422); the first is the
 	// size of the flows sweep and of the latency steps.
 	Sizes []int `json:"sizes"`
@@ -207,6 +210,8 @@ type Mode struct {
 	TapQueues int
 	// TapRPS is mflow's steering.tap_rps ("": the config's default).
 	TapRPS string
+	// TransmitRPS is mflow's vtep.transmit_rps ("": the config's default).
+	TransmitRPS string
 }
 
 // label names m in progress lines and warnings: the name, plus the batch
@@ -293,6 +298,15 @@ func (o *Options) Expand() ([]Mode, error) {
 			return nil, fmt.Errorf("expanding modes: tap RPS: %w", err)
 		}
 	}
+	txrpss := o.TransmitRPS
+	if len(txrpss) == 0 {
+		txrpss = []string{""}
+	}
+	for _, r := range txrpss {
+		if _, err := (&config.Config{VTEP: config.VTEP{TransmitRPS: r}}).TransmitRPSCPUs(nil); err != nil {
+			return nil, fmt.Errorf("expanding modes: transmit RPS: %w", err)
+		}
+	}
 	var out []Mode
 	// Each list of values multiplies the mflow modes; a value names its
 	// modes with a suffix unless it is the only one and the default.
@@ -336,6 +350,11 @@ func (o *Options) Expand() ([]Mode, error) {
 		each(len(rpss), func(mm *Mode, i int) {
 			if mm.TapRPS = rpss[i]; i > 0 || len(rpss) > 1 && mm.TapRPS != "" {
 				mm.Name += "-rps" + mm.TapRPS
+			}
+		})
+		each(len(txrpss), func(mm *Mode, i int) {
+			if mm.TransmitRPS = txrpss[i]; i > 0 || len(txrpss) > 1 && mm.TransmitRPS != "" {
+				mm.Name += "-txrps" + mm.TransmitRPS
 			}
 		})
 		out = append(out, ms...)

@@ -8,12 +8,17 @@
 package sysfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
 
 	"golang.org/x/sys/unix"
 )
+
+// ErrMount marks an error of MountPrivate's own (unsharing the mount
+// namespace, mounting), as opposed to one of fn.
+var ErrMount = errors.New("private sysfs")
 
 // MountPrivate runs fn with root set to a sysfs that shows the calling
 // thread's network namespace. It unshares the thread's mount namespace
@@ -25,18 +30,18 @@ import (
 // thread instead of reusing one with a mount namespace of its own.
 func MountPrivate(fn func(root string) error) error {
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("unsharing mount namespace: %w", err)
+		return fmt.Errorf("%w: unsharing mount namespace: %w", ErrMount, err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("making mounts private: %w", err)
+		return fmt.Errorf("%w: making mounts private: %w", ErrMount, err)
 	}
 	dir, err := os.MkdirTemp("", "mflow-sysfs-")
 	if err != nil {
-		return fmt.Errorf("creating sysfs mount point: %w", err)
+		return fmt.Errorf("%w: creating sysfs mount point: %w", ErrMount, err)
 	}
 	defer os.Remove(dir)
 	if err := unix.Mount("sysfs", dir, "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mounting sysfs: %w", err)
+		return fmt.Errorf("%w: mounting sysfs: %w", ErrMount, err)
 	}
 	defer unix.Unmount(dir, unix.MNT_DETACH)
 	return fn(dir)
@@ -55,11 +60,21 @@ func OpenNetns() (int, error) {
 // InNetns runs fn, on a new OS thread that enters the network namespace
 // nsFD, with root set to a sysfs that shows that namespace's devices
 // (MountPrivate). The thread is discarded afterwards; the caller's thread
-// is not touched.
+// is not touched. The process's main thread is never used: the runtime
+// cannot discard it, so it would stay in the namespace (and
+// /proc/PID/ns/net would name that namespace for the whole process).
 func InNetns(nsFD int, fn func(root string) error) error {
 	done := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		runtime.LockOSThread() // never unlocked below: the thread exits with the goroutine
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread: hold it, so that the nested goroutine runs
+			// on another one, and give it back unchanged.
+			err := InNetns(nsFD, fn)
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
 		if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
 			done <- fmt.Errorf("entering network namespace: %w", err)
 			return

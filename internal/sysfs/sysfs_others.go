@@ -6,6 +6,9 @@ import "errors"
 
 var errUnsupported = errors.New("sysfs: Linux only")
 
+// ErrMount marks an error of MountPrivate's own.
+var ErrMount = errors.New("private sysfs")
+
 // MountPrivate is Linux-only.
 func MountPrivate(func(string) error) error { return errUnsupported }
 
