@@ -52,7 +52,7 @@ type daemon struct {
 	neigh *neighbours
 	hops  nextHops        // d.neigh, or a fake in tests
 	pools []*sockPool     // per network, with vtep.transmit: socket
-	tunTx *tap.Tx         // with vtep.transmit: tunnel, one queue per encap loop
+	tunTx *tap.Tx         // with vtep.transmit: tunnel, one queue per encap loop (two with transmit_rps)
 	extra [][]*tap.Device // per network: its TAP's queues after the first (tunnel path)
 	// tapSteer is the queue-selection program of multi-queue TAPs.
 	tapSteer *bpf.Steering
@@ -423,6 +423,9 @@ func (d *daemon) setupTransmit() error {
 		}
 		d.log.Info("transmit TAP: RPS for UDP flows", "device", d.tunTx.Name(), "rps_cpus", rps)
 	}
+	if d.txPath != config.TransmitTunnel && cfg.VTEP.TransmitRPS != "" && cfg.VTEP.TransmitRPS != config.TapRPSAuto && cfg.VTEP.TransmitRPS != config.TapRPSOff {
+		d.log.Warn("vtep.transmit_rps applies to the tunnel transmit path only; not set", "path", string(d.txPath))
+	}
 	if d.txPath == config.TransmitSocket {
 		if u := cfg.VTEP.UDPChecksum; u != nil && !*u {
 			return fmt.Errorf("%w: vtep.udp_checksum: false needs the tunnel or af_xdp transmit path, and the tunnel path is not available here", ErrConfig)
@@ -483,8 +486,9 @@ func (d *daemon) setupTAPQueues(i int, t *tap.Device) error {
 	return nil
 }
 
-// openTunnel creates the transmit TAP (one queue per planned encap loop)
-// and redirects its ingress to the uplink.
+// openTunnel creates the transmit TAP (one queue per planned encap loop,
+// and as many again for UDP flows when vtep.transmit_rps is on) and
+// redirects its ingress to the uplink.
 func (d *daemon) openTunnel() error {
 	name := fmt.Sprintf("mfx%d", d.uplinkIndex)
 	cpus, err := d.cfg.TransmitRPSCPUs(allowedCPUs())
@@ -492,8 +496,12 @@ func (d *daemon) openTunnel() error {
 		return fmt.Errorf("vtep.transmit_rps: %w", err) // validated: cannot happen
 	}
 	queues := d.encapLoops()
-	if len(cpus) > 0 {
+	switch {
+	case len(cpus) > 0 && 2*queues <= tap.MaxQueues:
 		queues *= 2 // a queue with RPS for UDP flows beside each loop's own
+	case len(cpus) > 0:
+		d.log.Warn("vtep.transmit_rps: not applied, the transmit TAP has no room for UDP queues beside one queue per encap loop",
+			"loops", queues, "max_queues", tap.MaxQueues)
 	}
 	if d.tunTx, err = tap.OpenTx(name, queues); err != nil {
 		return err

@@ -631,10 +631,15 @@ func TestE2ETapRPS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	udpDecapInOrder(ctx, t, r, "RPS on the TAP")
+	before := r.d.d.tx.udpQueued.Load()
 	u, err := traffic.UDPStream(ctx, r.topo.Ctr, r.topo.Peer, peerOverlay, traffic.UDPOptions{Size: 1000, Duration: 2 * time.Second})
 	if err != nil || u.Received == 0 || u.OutOfOrder != 0 || u.Duplicates != 0 {
 		t.Fatalf("UDP container → peer with RPS on the transmit TAP: %+v, %v; want no reordering", u, err)
 	}
+	if q := r.d.d.tx.udpQueued.Load() - before; q == 0 {
+		t.Fatalf("no packet of the UDP stream went through the transmit TAP's UDP queues")
+	}
+	tcpBefore := r.d.d.tx.udpQueued.Load()
 	const size = 50 << 20
 	for _, dir := range []struct {
 		name     string
@@ -646,6 +651,9 @@ func TestE2ETapRPS(t *testing.T) {
 			t.Fatalf("TCP %s: %+v, %v", dir.name, res, err)
 		}
 		t.Logf("TCP %s: %.2f Gbit/s, content verified", dir.name, res.Gbps)
+	}
+	if q := r.d.d.tx.udpQueued.Load() - tcpBefore; q != 0 {
+		t.Fatalf("%d packets of the TCP streams went through the UDP queues", q)
 	}
 	if err := r.shutdown(t); err != nil {
 		t.Fatalf("Run: %v", err)

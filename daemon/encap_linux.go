@@ -33,6 +33,7 @@ type txCounters struct {
 	frames, bytes atomic.Uint64 // handed to the tx ring
 	copies        atomic.Uint64 // extra copies flooding made (or tried to)
 	drops         [numTxReasons]atomic.Uint64
+	udpQueued     atomic.Uint64 // tunnel path: packets written to the UDP queues (with RPS)
 }
 
 // txBatch is how many frames one encap loop reads from its device at a time.

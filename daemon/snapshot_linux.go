@@ -63,6 +63,9 @@ func (d *daemon) snapshotAt(final bool) metrics.Snapshot {
 	if d.neigh != nil {
 		s.NeighbourOverruns = d.neigh.overruns.Load()
 	}
+	if d.tunTx != nil {
+		s.TransmitKernelDrops = d.tunTx.KernelDrops()
+	}
 	if d.stage != nil {
 		s.PartialChecksums = d.stage.partial.Load()
 		s.FDB = metrics.FDB{Entries: uint64(d.fdb.Len()), TableFull: d.stage.learnFull.Load(), RateLimited: d.stage.learnRated.Load()}

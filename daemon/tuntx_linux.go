@@ -159,7 +159,11 @@ func (w *tunWriter) send(b []byte, l *tap.Layout, vni uint32, vtep [4]byte) {
 // everything else (TCP: data super-frames and the ACKs of flows the
 // other way; ICMP, ARP) is written inline, where the hand-off would cost
 // more than it saves (BENCHMARKS.md, "RPS on the transmit TAP"). A flow's
-// protocol never changes, so a flow keeps one queue and its order.
+// protocol never changes, so a flow keeps one queue and its order (every
+// fragment of a UDP datagram reads UDP too; but fragments carry no ports,
+// so their outer source port, and with it their CPU, can differ from
+// the flow's whole datagrams', as on the TAP's queues and on ECMP paths:
+// a flow that mixes the two can see them reordered against each other).
 func (w *tunWriter) queue(frame []byte) int {
 	if p, ok := vxlan.Protocol(frame); ok && p == vxlan.ProtoUDP {
 		return w.udpQ
@@ -206,6 +210,9 @@ func (w *tunWriter) sendSegmented(b []byte, l *tap.Layout, vni uint32, to *vxlan
 func (w *tunWriter) write(q int, pkt []byte, frames, bytes int) {
 	d := w.d
 	err := d.tunTx.Write(q, pkt)
+	if err == nil && q != w.q {
+		d.tx.udpQueued.Add(1)
+	}
 	if err == nil {
 		d.tx.frames.Add(uint64(frames))
 		d.tx.bytes.Add(uint64(bytes))

@@ -445,8 +445,8 @@ func txTAPPackets(t *testing.T, r *running) uint64 {
 
 // TestTunnelQueue: with UDP queues on the transmit TAP, UDP frames (with
 // and without a VLAN tag, plain and merged) go to the UDP queue and TCP
-// frames (data and ACKs) to the loop's own; without, everything to the
-// loop's own.
+// frames (data, super-frames and ACKs) to the loop's own; without,
+// everything to the loop's own. (IPv6 and fragments: vxlan.TestProtocol.)
 func TestTunnelQueue(t *testing.T) {
 	w := tunWriter{q: 1, udpQ: 5}
 	for _, c := range []struct {
@@ -454,8 +454,10 @@ func TestTunnelQueue(t *testing.T) {
 		udp, vlan bool
 		payload   int
 		want      int
-	}{{"udp", true, false, 100, 5}, {"udp vlan", true, true, 100, 5}, {"tcp", false, false, 1000, 1}, {"tcp ack", false, false, 0, 1}, {"tcp vlan", false, true, 100, 1}} {
-		_, frame := tapPacket(t, c.udp, c.vlan, c.payload, 0)
+		mss       int
+	}{{"udp", true, false, 100, 5, 0}, {"udp vlan", true, true, 100, 5, 0}, {"udp merged run", true, false, 4000, 5, 1000},
+		{"tcp", false, false, 1000, 1, 0}, {"tcp ack", false, false, 0, 1, 0}, {"tcp vlan", false, true, 100, 1, 0}, {"tcp super-frame", false, false, 60000, 1, 1398}} {
+		_, frame := tapPacket(t, c.udp, c.vlan, c.payload, c.mss)
 		if q := w.queue(frame); q != c.want {
 			t.Errorf("%s: queue %d, want %d", c.name, q, c.want)
 		}

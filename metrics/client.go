@@ -152,6 +152,7 @@ func (f Families) Snapshot() Snapshot {
 	s.PartialChecksums = f.scalar(NamePartialChecksums)
 	s.FDB.Entries = f.scalar(NameFDBEntries)
 	s.NeighbourOverruns = f.scalar(NameNeighbourOverruns)
+	s.TransmitKernelDrops = f.scalar(NameTransmitKernelDrops)
 	f.each(NameXDPPackets, func(m *dto.Metric) {
 		s.XDP = append(s.XDP, XDPVerdict{Verdict: label(m, "verdict"), Packets: value(m)})
 	})
@@ -312,7 +313,7 @@ func WriteTable(w io.Writer, s *Snapshot) error {
 	rows = [][]string{{"counter", "value"}, {"micro-flows dispatched", u64(s.MicroflowsDispatched)}, {"of them inline", u64(s.InlineBatches)}, {"merger waits", u64(s.MergerWaits)},
 		{"partial checksums accepted", u64(s.PartialChecksums)}, {"fdb entries", u64(s.FDB.Entries)},
 		{"fdb not learned: table full", u64(s.FDB.TableFull)}, {"fdb not learned: rate limited", u64(s.FDB.RateLimited)},
-		{"neighbour notification overruns", u64(s.NeighbourOverruns)}}
+		{"neighbour notification overruns", u64(s.NeighbourOverruns)}, {"transmit TAP packets the kernel dropped", u64(s.TransmitKernelDrops)}}
 	for i, n := range s.Workers {
 		rows = append(rows, []string{"worker " + strconv.Itoa(i) + " packets", u64(n)})
 	}

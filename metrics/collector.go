@@ -28,6 +28,7 @@ const (
 	NameFDBEntries                = "mflow_fdb_entries"
 	NameFDBLearnRefused           = "mflow_fdb_learn_refused_total"
 	NameNeighbourOverruns         = "mflow_neighbour_overruns_total"
+	NameTransmitKernelDrops       = "mflow_transmit_kernel_dropped_packets_total"
 	NameXDPPackets                = "mflow_xdp_packets_total"
 	NameNetworkDeliveredPackets   = "mflow_network_delivered_packets_total"
 	NameNetworkDeliveredBytes     = "mflow_network_delivered_bytes_total"
@@ -87,6 +88,7 @@ func NewCollector(fn SnapshotFunc) *Collector {
 		{NamePartialChecksums, "Received frames accepted with a partial checksum, outer or inner (the sender's checksum offload).", nil},
 		{NameXDPPackets, "Frames the uplink's XDP program gave each verdict (redirected, not_ours, no_socket, fragment, ip_options, peer_not_allowed), counted in the kernel.", []string{"verdict"}},
 		{NameNeighbourOverruns, "Times neighbour notifications were lost (netlink socket overrun); each is followed by a resubscription and a full re-read of the table.", nil},
+		{NameTransmitKernelDrops, "Packets written into the transmit TAP (tunnel path) that the kernel dropped before the uplink (its rx_dropped, e.g. a CPU's backlog full); a super-frame counts once. Not part of conservation: their frames were counted transmitted.", nil},
 		{NameFDBEntries, "Stations (inner MACs) in the forwarding database, learned and static.", nil},
 		{NameFDBLearnRefused, "Inner source MACs not learned (their frames were delivered): the network's fdb.max_learned reached, or the VTEP's fdb.learn_rate used up.", []string{"reason"}},
 		{NameNetworkDeliveredPackets, "Decapsulated frames delivered per network.", []string{"vni", "device"}},
@@ -155,6 +157,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(NamePartialChecksums, s.PartialChecksums)
 	gauge(NameFDBEntries, s.FDB.Entries)
 	counter(NameNeighbourOverruns, s.NeighbourOverruns)
+	counter(NameTransmitKernelDrops, s.TransmitKernelDrops)
 	for _, x := range s.XDP {
 		counter(NameXDPPackets, x.Packets, x.Verdict)
 	}

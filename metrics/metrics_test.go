@@ -28,6 +28,7 @@ func sample() Snapshot {
 		PartialChecksums:     5,
 		FDB:                  FDB{Entries: 12, TableFull: 3, RateLimited: 4},
 		NeighbourOverruns:    2,
+		TransmitKernelDrops:  9,
 		XDP:                  []XDPVerdict{{"fragment", 6}, {"no_socket", 8}, {"redirected", 1000}},
 		Networks: []Network{
 			{VNI: 42, Device: "mflow42", Delivered: Counter{800, 80000}, Transmitted: Counter{400, 64000}},
@@ -132,6 +133,7 @@ func TestExposition(t *testing.T) {
 		"mflow_partial_checksum_accepted_total 5",
 		"mflow_fdb_entries 12",
 		"mflow_neighbour_overruns_total 2",
+		"mflow_transmit_kernel_dropped_packets_total 9",
 		`mflow_xdp_packets_total{verdict="no_socket"} 8`,
 		`mflow_fdb_learn_refused_total{reason="table_full"} 3`,
 		`mflow_fdb_learn_refused_total{reason="rate_limited"} 4`,

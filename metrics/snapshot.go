@@ -186,6 +186,13 @@ type Snapshot struct {
 	// notifications for the daemon (its socket's buffer was full); each
 	// time the daemon resubscribed and re-read the neighbour table.
 	NeighbourOverruns uint64
+	// TransmitKernelDrops counts the packets mflow wrote into the
+	// transmit TAP (tunnel path) that the kernel dropped on their way to
+	// the uplink: the device's rx_dropped, for instance a CPU's backlog
+	// full (net.core.netdev_max_backlog) with vtep.transmit_rps. One per
+	// packet, a super-frame once. Not part of conservation: mflow counted
+	// their frames as delivered when the write succeeded.
+	TransmitKernelDrops uint64
 	// Networks is the per-VNI accounting (optional).
 	Networks []Network
 	// UMEM is the frame ownership per AF_XDP socket.

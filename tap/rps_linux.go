@@ -177,16 +177,41 @@ func (r *rpsCtl) inSysfs(fn func(dir string) error) error {
 
 // mac returns the device's MAC address now, asked of its namespace.
 func (r *rpsCtl) mac() (net.HardwareAddr, error) {
+	l, err := r.link()
+	if err != nil {
+		return nil, err
+	}
+	return l.Attrs().HardwareAddr, nil
+}
+
+// rxDropped returns the device's rx_dropped counter now.
+func (r *rpsCtl) rxDropped() (uint64, error) {
+	if r == nil {
+		return 0, errors.New("device not open")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.nsFD < 0 {
+		return 0, errors.New("closed")
+	}
+	l, err := r.link()
+	if err != nil {
+		return 0, err
+	}
+	if st := l.Attrs().Statistics; st != nil {
+		return st.RxDropped, nil
+	}
+	return 0, errors.New("no statistics")
+}
+
+// link looks the device up in its namespace. The caller holds r.mu.
+func (r *rpsCtl) link() (netlink.Link, error) {
 	h, err := netlink.NewHandleAt(netns.NsHandle(r.nsFD))
 	if err != nil {
 		return nil, err
 	}
 	defer h.Close()
-	l, err := h.LinkByIndex(r.index)
-	if err != nil {
-		return nil, err
-	}
-	return l.Attrs().HardwareAddr, nil
+	return h.LinkByIndex(r.index)
 }
 
 // sysfsShows reports whether the sysfs at root lists device name with

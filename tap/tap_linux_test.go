@@ -861,3 +861,30 @@ func TestSysfsShows(t *testing.T) {
 	}
 	check("after the change, the new MAC", other, true)
 }
+
+// TestTxKernelDrops: packets written into a transmit TAP that nothing in
+// the kernel takes (an EtherType without a handler, no ingress program)
+// are counted by KernelDrops, and the count outlives Close.
+func TestTxKernelDrops(t *testing.T) {
+	ns := newNS(t)
+	var tx *Tx
+	do(t, ns, func() (err error) { tx, err = OpenTx("mfxdrop", 1); return err })
+	defer tx.Close()
+	pkt := make([]byte, TunnelHdrLen+60) // a zero header: a plain frame
+	copy(pkt[TunnelHdrLen:], []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5})
+	const n = 10
+	for range n {
+		if err := tx.Write(0, pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tx.KernelDrops(); got != n {
+		t.Fatalf("KernelDrops() = %d after %d unhandled packets", got, n)
+	}
+	if err := tx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tx.KernelDrops(); got != n {
+		t.Fatalf("KernelDrops() after Close = %d, want %d", got, n)
+	}
+}

@@ -9,6 +9,10 @@ import "errors"
 // the outer transport header and the inner network header.
 const TunnelHdrLen = 24
 
+// MaxQueues is the most queues a TAP can have (the kernel's
+// MAX_TAP_QUEUES).
+const MaxQueues = 256
+
 // Virtio GSO type flags and header flags of GSO over a UDP tunnel
 // (linux/virtio_net.h, Linux 6.17+).
 const (

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -24,7 +25,10 @@ type Tx struct {
 	name  string
 	index int
 	fds   []int
-	rps   *rpsCtl // SetRPS
+	rps   *rpsCtl // SetRPS, KernelDrops
+
+	dropMu sync.Mutex
+	drops  uint64 // the last KernelDrops count
 }
 
 // OpenTx creates the transmit TAP name with the given number of queues in
@@ -109,7 +113,9 @@ func (t *Tx) Queues() int { return len(t.fds) }
 
 // Write writes one packet, a TunnelHdr then an Ethernet frame, to queue
 // q. The kernel builds its socket buffer inside the call and runs the
-// device's ingress (and whatever that leads to) before it returns. An
+// device's ingress (and whatever that leads to) before it returns, unless
+// the queue has RPS (SetRPS): then it queues the packet to a CPU's
+// backlog and returns. An
 // error is the kernel's refusal of that packet (EINVAL for a header it
 // does not accept) or a closed device.
 func (t *Tx) Write(q int, pkt []byte) error {
@@ -121,11 +127,26 @@ func (t *Tx) Write(q int, pkt []byte) error {
 	}
 }
 
+// KernelDrops returns how many packets written into the device the kernel
+// dropped on their way on (its rx_dropped: a CPU's backlog full, for a
+// queue with RPS). After Close it returns the last count.
+func (t *Tx) KernelDrops() uint64 {
+	t.dropMu.Lock()
+	defer t.dropMu.Unlock()
+	if n, err := t.rps.rxDropped(); err == nil {
+		t.drops = n
+	}
+	return t.drops
+}
+
 // Close closes every queue; the device disappears with the last one.
 // Close must not run while a Write is in progress.
 func (t *Tx) Close() error {
+	t.KernelDrops() // the last count, kept for after
+	t.dropMu.Lock()
 	err := t.rps.close()
 	t.rps = nil
+	t.dropMu.Unlock()
 	for _, fd := range t.fds {
 		err = errors.Join(err, unix.Close(fd))
 	}

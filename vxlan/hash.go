@@ -89,9 +89,11 @@ func flowHash(frame []byte, seed uint32) uint32 {
 	}
 }
 
-// Protocol returns the IP protocol of an Ethernet frame (IPv4's protocol
-// field, IPv6's first next header) behind at most one VLAN tag, as the
-// flow hash reads it; ok is false for a frame that is not IP or too short.
+// Protocol returns the IP protocol of an Ethernet frame behind at most
+// one VLAN tag: IPv4's protocol field (in every fragment), IPv6's first
+// next header, or, behind a fragment header, the one it names (so that
+// every fragment of a UDP datagram reads UDP, as in IPv4); ok is false
+// for a frame that is not IP or too short.
 func Protocol(frame []byte) (proto uint8, ok bool) {
 	if len(frame) < EthernetLen {
 		return 0, false
@@ -101,10 +103,19 @@ func Protocol(frame []byte) (proto uint8, ok bool) {
 	case et == EtherTypeIPv4 && len(l3) >= IPv4MinLen && l3[0]>>4 == 4:
 		return IPv4(l3).Protocol(), true
 	case et == EtherTypeIPv6 && len(l3) >= 40:
+		if l3[6] == ipv6Fragment {
+			if len(l3) < 48 {
+				return 0, false
+			}
+			return l3[40], true
+		}
 		return l3[6], true
 	}
 	return 0, false
 }
+
+// ipv6Fragment is the next-header value of IPv6's fragment header.
+const ipv6Fragment = 44
 
 // network returns the EtherType of a frame of at least EthernetLen bytes
 // and what follows its Ethernet header, behind at most one VLAN tag.

@@ -69,12 +69,16 @@ func FuzzHash(f *testing.F) {
 		// Protocol reads the same header as the hash: an IP frame's
 		// protocol is a byte of the frame, at the place the hash mixes in.
 		if p, ok := Protocol(b); ok {
-			l3 := EthernetLen
-			if et := binary.BigEndian.Uint16(b[12:14]); et == EtherTypeVLAN || et == EtherTypeQinQ {
-				l3 += VLANTagLen
+			l3, et := EthernetLen, binary.BigEndian.Uint16(b[12:14])
+			if et == EtherTypeVLAN || et == EtherTypeQinQ {
+				l3, et = l3+VLANTagLen, binary.BigEndian.Uint16(b[16:18])
 			}
-			if b[l3+9] != p && b[l3+6] != p {
-				t.Fatalf("protocol %d is not in the IP header at %d", p, l3)
+			switch {
+			case et == EtherTypeIPv4 && b[l3+9] == p:
+			case et == EtherTypeIPv6 && b[l3+6] != ipv6Fragment && b[l3+6] == p:
+			case et == EtherTypeIPv6 && b[l3+6] == ipv6Fragment && b[l3+40] == p:
+			default:
+				t.Fatalf("protocol %d of EtherType %#x is not the header's at %d", p, et, l3)
 			}
 		}
 	})

@@ -26,6 +26,19 @@ func TestProtocol(t *testing.T) {
 		}
 		return buf.Bytes()
 	}
+	// gopacket decodes IPv6 fragment headers but does not write them: put
+	// one (next header UDP, offset 100) between the IPv6 header and the
+	// rest, and check that gopacket reads it back.
+	v6Frag := func(f []byte) []byte {
+		out := append(append([]byte(nil), f[:EthernetLen+40]...), 17, 0, 0x03, 0x20, 0, 0, 0, 7)
+		out = append(out, f[EthernetLen+40:]...)
+		out[EthernetLen+6] = 44
+		p := gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default)
+		if fr, ok := p.Layer(layers.LayerTypeIPv6Fragment).(*layers.IPv6Fragment); !ok || fr.NextHeader != layers.IPProtocolUDP || fr.FragmentOffset != 100 {
+			t.Fatalf("the fragment header built by hand does not decode: %v", p)
+		}
+		return out
+	}
 	for _, c := range []struct {
 		name  string
 		frame []byte
@@ -36,6 +49,7 @@ func TestProtocol(t *testing.T) {
 		{"ipv4 tcp", build(eth(layers.EthernetTypeIPv4), v4(layers.IPProtocolTCP), &layers.TCP{SrcPort: 1, DstPort: 2}), ProtoTCP, true},
 		{"vlan ipv4 udp", build(eth(layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeIPv4}, v4(layers.IPProtocolUDP), udp), ProtoUDP, true},
 		{"ipv6 udp", build(eth(layers.EthernetTypeIPv6), v6, udp), ProtoUDP, true},
+		{"ipv6 udp fragment", v6Frag(build(eth(layers.EthernetTypeIPv6), v6, udp)), ProtoUDP, true},
 		{"arp", build(eth(layers.EthernetTypeARP), &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
 			SourceHwAddress: make([]byte, 6), SourceProtAddress: make([]byte, 4), DstHwAddress: make([]byte, 6), DstProtAddress: make([]byte, 4)}), 0, false},
 	} {
