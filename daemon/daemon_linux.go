@@ -499,8 +499,10 @@ func (d *daemon) openTunnel() error {
 	switch {
 	case len(cpus) > 0 && 2*queues <= tap.MaxQueues:
 		queues *= 2 // a queue with RPS for UDP flows beside each loop's own
+	case len(cpus) > 0 && d.cfg.VTEP.TransmitRPS != "" && d.cfg.VTEP.TransmitRPS != config.TapRPSAuto:
+		return fmt.Errorf("vtep.transmit_rps: %d encap loops leave the transmit TAP no room for as many UDP queues (at most %d queues)", queues, tap.MaxQueues)
 	case len(cpus) > 0:
-		d.log.Warn("vtep.transmit_rps: not applied, the transmit TAP has no room for UDP queues beside one queue per encap loop",
+		d.log.Warn("vtep.transmit_rps: auto not applied, the transmit TAP has no room for UDP queues beside one queue per encap loop",
 			"loops", queues, "max_queues", tap.MaxQueues)
 	}
 	if d.tunTx, err = tap.OpenTx(name, queues); err != nil {
