@@ -71,6 +71,10 @@ func checkHost(cfg *config.Config) []Check {
 	add("kernel VxLAN", err, detail)
 	detail, err = checkTransmit(cfg)
 	add("transmit path", err, detail)
+	detail, err = checkRPS(cfg, "/sys/class/net/"+a.Name+"/queues/rx-0/rps_cpus", func(p string) error {
+		return unix.Faccessat(unix.AT_FDCWD, p, unix.W_OK, unix.AT_EACCESS)
+	})
+	add("RPS settings", err, detail)
 	for i, n := range cfg.Networks {
 		switch {
 		case n.Device.Type == config.DeviceVeth:
@@ -91,6 +95,43 @@ func checkHost(cfg *config.Config) []Check {
 	detail, err = checkUplinkXDP(a, cfg.Uplink.XDPMode)
 	add("XDP on uplink", err, detail)
 	return out
+}
+
+// checkRPS says whether the RPS settings (vtep.transmit_rps,
+// steering.tap_rps) can be applied, by asking whether the process may
+// write probe, an rps_cpus file of the same sysfs (they belong to root,
+// and /sys may be mounted read-only): auto runs without RPS where it
+// cannot (so that is not a failure), a CPU list stops the start.
+func checkRPS(cfg *config.Config, probe string, writable func(string) error) (string, error) {
+	var on []string
+	strict := false
+	for _, k := range []struct{ key, v, def string }{
+		{"vtep.transmit_rps", cfg.VTEP.TransmitRPS, config.TapRPSAuto},
+		{"steering.tap_rps", cfg.Steering.TapRPS, config.TapRPSOff},
+	} {
+		v := k.v
+		if v == "" {
+			v = k.def
+		}
+		if v != config.TapRPSOff {
+			on = append(on, k.key+" "+v)
+			strict = strict || v != config.TapRPSAuto
+		}
+	}
+	if len(on) == 0 {
+		return "off", nil
+	}
+	what := strings.Join(on, ", ")
+	err := writable(probe)
+	switch {
+	case err == nil:
+		return what + ": rps_cpus is writable", nil
+	case errors.Is(err, unix.ENOENT):
+		return what + ": not checked (" + probe + " is not in this /sys)", nil
+	case !strict:
+		return fmt.Sprintf("%s: rps_cpus is not writable here (%v): mflow runs without RPS and says so at start; root or CAP_DAC_OVERRIDE and a writable /sys enable it (docs/OPERATIONS.md §13)", what, err), nil
+	}
+	return "", fmt.Errorf("%s: rps_cpus is not writable here (%v): a CPU list needs root or CAP_DAC_OVERRIDE and a writable /sys (docs/OPERATIONS.md §13)", what, err)
 }
 
 // checkTransmit says which encap path run would take (auto resolved by

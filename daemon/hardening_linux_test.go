@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"mflow/bench/gen"
 
 	"mflow/bench/testbed"
@@ -777,4 +778,34 @@ func TestE2ESocketDropsExported(t *testing.T) {
 		t.Error(err)
 	}
 	t.Logf("%d sent, %d received by mflow, %d dropped at the socket (exported as drops)", n, s.Decap.Received.Packets, xsk)
+}
+
+// TestCheckRPS: the RPS check passes when rps_cpus is writable, passes
+// with a warning for auto where it is not (the daemon then runs without
+// RPS), fails for a CPU list, says "not checked" where the probe is not in
+// this sysfs, and "off" when both keys are off.
+func TestCheckRPS(t *testing.T) {
+	cfg := config.Default()
+	ok := func(string) error { return nil }
+	ro := func(string) error { return unix.EROFS }
+	missing := func(string) error { return unix.ENOENT }
+	if d, err := checkRPS(cfg, "p", ok); err != nil || !strings.Contains(d, "vtep.transmit_rps auto: rps_cpus is writable") {
+		t.Errorf("default, writable: %q, %v", d, err)
+	}
+	if d, err := checkRPS(cfg, "p", ro); err != nil || !strings.Contains(d, "runs without RPS") {
+		t.Errorf("default, read-only: %q, %v; want a pass that says it runs without RPS", d, err)
+	}
+	if d, err := checkRPS(cfg, "p", missing); err != nil || !strings.Contains(d, "not checked") {
+		t.Errorf("default, no probe: %q, %v", d, err)
+	}
+	list := *cfg
+	list.Steering.TapRPS = "0-1"
+	if _, err := checkRPS(&list, "p", ro); err == nil || !strings.Contains(err.Error(), "steering.tap_rps 0-1") {
+		t.Errorf("a CPU list, read-only: %v; want a failure naming it", err)
+	}
+	off := *cfg
+	off.VTEP.TransmitRPS = config.TapRPSOff
+	if d, err := checkRPS(&off, "p", ro); err != nil || d != "off" {
+		t.Errorf("both off: %q, %v", d, err)
+	}
 }
