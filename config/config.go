@@ -301,13 +301,13 @@ type Steering struct {
 // TapRPSCPUs returns the CPUs of steering.tap_rps (nil: off); avail are
 // the CPUs mflow may run on (rpsCPUs).
 func (s Steering) TapRPSCPUs(avail []int) ([]int, error) {
-	return rpsCPUs(s.TapRPS, TapRPSOff, avail, s.CPUs)
+	return rpsCPUs(s.TapRPS, RPSOff, avail, s.CPUs)
 }
 
 // TransmitRPSCPUs returns the CPUs of vtep.transmit_rps (nil: off); avail
 // are the CPUs mflow may run on (rpsCPUs).
 func (c *Config) TransmitRPSCPUs(avail []int) ([]int, error) {
-	return rpsCPUs(c.VTEP.TransmitRPS, TapRPSAuto, avail, c.Steering.CPUs)
+	return rpsCPUs(c.VTEP.TransmitRPS, RPSAuto, avail, c.Steering.CPUs)
 }
 
 // rpsCPUs returns the CPUs of an RPS setting v (def when empty; nil:
@@ -319,9 +319,9 @@ func rpsCPUs(v, def string, avail []int, pinned *CPUs) ([]int, error) {
 		v = def
 	}
 	switch v {
-	case TapRPSOff:
+	case RPSOff:
 		return nil, nil
-	case TapRPSAuto:
+	case RPSAuto:
 		if len(avail) < 2 {
 			return nil, nil
 		}
@@ -347,8 +347,8 @@ func rpsCPUs(v, def string, avail []int, pinned *CPUs) ([]int, error) {
 
 // Values of steering.tap_rps and vtep.transmit_rps besides a CPU list.
 const (
-	TapRPSOff  = "off"
-	TapRPSAuto = "auto"
+	RPSOff  = "off"
+	RPSAuto = "auto"
 )
 
 // MaxCPU bounds the CPU numbers of a CPU list.
@@ -567,8 +567,8 @@ func (q Queues) MarshalYAML() (any, error) {
 func Default() *Config {
 	return &Config{
 		Uplink:   Uplink{Queues: Queues{All: true}, XDPMode: DefaultXDPMode},
-		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, PartialChecksum: DefaultPartialChecksum, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts, TransmitRPS: TapRPSAuto},
-		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers, SpinMicros: DefaultSpinMicros, TapRPS: TapRPSOff},
+		VTEP:     VTEP{Port: DefaultPort, ReservedBits: DefaultReservedBits, PartialChecksum: DefaultPartialChecksum, Transmit: DefaultTransmit, SourcePorts: DefaultSourcePorts, TransmitRPS: RPSAuto},
+		Steering: Steering{Policy: DefaultPolicy, Batch: DefaultBatch, Workers: DefaultWorkers, SpinMicros: DefaultSpinMicros, TapRPS: RPSOff},
 		FDB:      FDB{MaxLearned: DefaultFDBMaxLearned, LearnRate: DefaultFDBLearnRate},
 		Metrics:  Metrics{Listen: DefaultMetricsAddr},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

@@ -355,11 +355,11 @@ func TestCPUList(t *testing.T) {
 		want  []int
 	}{
 		{Steering{}, []int{0, 1}, nil},
-		{Steering{TapRPS: TapRPSOff}, []int{0, 1}, nil},
-		{Steering{TapRPS: TapRPSAuto}, []int{0, 1, 2, 3}, []int{0, 1, 2, 3}},
-		{Steering{TapRPS: TapRPSAuto}, []int{0}, nil},
-		{Steering{TapRPS: TapRPSAuto, CPUs: &CPUs{Dispatcher: &d, Workers: []int{2, 3}}}, []int{0, 1, 2, 3, 4}, []int{0, 4}},
-		{Steering{TapRPS: TapRPSAuto, CPUs: &CPUs{Dispatcher: &d}}, []int{1, 5}, []int{5}},
+		{Steering{TapRPS: RPSOff}, []int{0, 1}, nil},
+		{Steering{TapRPS: RPSAuto}, []int{0, 1, 2, 3}, []int{0, 1, 2, 3}},
+		{Steering{TapRPS: RPSAuto}, []int{0}, nil},
+		{Steering{TapRPS: RPSAuto, CPUs: &CPUs{Dispatcher: &d, Workers: []int{2, 3}}}, []int{0, 1, 2, 3, 4}, []int{0, 4}},
+		{Steering{TapRPS: RPSAuto, CPUs: &CPUs{Dispatcher: &d}}, []int{1, 5}, []int{5}},
 		{Steering{TapRPS: "6-7"}, []int{0, 1}, []int{6, 7}},
 	} {
 		got, err := c.s.TapRPSCPUs(c.avail)
@@ -372,7 +372,7 @@ func TestCPUList(t *testing.T) {
 		v     string
 		avail []int
 		want  []int
-	}{{"", []int{0, 1, 2}, []int{0, 2}}, {TapRPSAuto, []int{0, 1}, []int{0}}, {TapRPSOff, []int{0, 1}, nil}, {"3", []int{0, 1}, []int{3}}} {
+	}{{"", []int{0, 1, 2}, []int{0, 2}}, {RPSAuto, []int{0, 1}, []int{0}}, {RPSOff, []int{0, 1}, nil}, {"3", []int{0, 1}, []int{3}}} {
 		cfg := Config{VTEP: VTEP{TransmitRPS: c.v}, Steering: Steering{CPUs: &CPUs{Dispatcher: &d}}}
 		got, err := cfg.TransmitRPSCPUs(c.avail)
 		if err != nil || !slices.Equal(got, c.want) {

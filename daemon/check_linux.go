@@ -106,16 +106,16 @@ func checkRPS(cfg *config.Config, probe string, writable func(string) error) (st
 	var on []string
 	strict := false
 	for _, k := range []struct{ key, v, def string }{
-		{"vtep.transmit_rps", cfg.VTEP.TransmitRPS, config.TapRPSAuto},
-		{"steering.tap_rps", cfg.Steering.TapRPS, config.TapRPSOff},
+		{"vtep.transmit_rps", cfg.VTEP.TransmitRPS, config.RPSAuto},
+		{"steering.tap_rps", cfg.Steering.TapRPS, config.RPSOff},
 	} {
 		v := k.v
 		if v == "" {
 			v = k.def
 		}
-		if v != config.TapRPSOff {
+		if v != config.RPSOff {
 			on = append(on, k.key+" "+v)
-			strict = strict || v != config.TapRPSAuto
+			strict = strict || v != config.RPSAuto
 		}
 	}
 	if len(on) == 0 {

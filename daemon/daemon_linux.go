@@ -344,7 +344,7 @@ func (d *daemon) setRPS(key, v string, cpus []int, set func(mask string) error) 
 	mask := config.CPUMask(cpus)
 	err := set(mask)
 	switch {
-	case err != nil && (v == config.TapRPSAuto || v == ""):
+	case err != nil && (v == config.RPSAuto || v == ""):
 		d.log.Warn(key+": auto not applied, going on without RPS (docs/OPERATIONS.md §13)", "err", err)
 		return "off", nil
 	case err != nil:
@@ -423,7 +423,7 @@ func (d *daemon) setupTransmit() error {
 		}
 		d.log.Info("transmit TAP: RPS for UDP flows", "device", d.tunTx.Name(), "rps_cpus", rps)
 	}
-	if d.txPath != config.TransmitTunnel && cfg.VTEP.TransmitRPS != "" && cfg.VTEP.TransmitRPS != config.TapRPSAuto && cfg.VTEP.TransmitRPS != config.TapRPSOff {
+	if d.txPath != config.TransmitTunnel && cfg.VTEP.TransmitRPS != "" && cfg.VTEP.TransmitRPS != config.RPSAuto && cfg.VTEP.TransmitRPS != config.RPSOff {
 		d.log.Warn("vtep.transmit_rps applies to the tunnel transmit path only; not set", "path", string(d.txPath))
 	}
 	if d.txPath == config.TransmitSocket {
@@ -499,7 +499,7 @@ func (d *daemon) openTunnel() error {
 	switch {
 	case len(cpus) > 0 && 2*queues <= tap.MaxQueues:
 		queues *= 2 // a queue with RPS for UDP flows beside each loop's own
-	case len(cpus) > 0 && d.cfg.VTEP.TransmitRPS != "" && d.cfg.VTEP.TransmitRPS != config.TapRPSAuto:
+	case len(cpus) > 0 && d.cfg.VTEP.TransmitRPS != "" && d.cfg.VTEP.TransmitRPS != config.RPSAuto:
 		return fmt.Errorf("vtep.transmit_rps: %d encap loops leave the transmit TAP no room for as many UDP queues (at most %d queues)", queues, tap.MaxQueues)
 	case len(cpus) > 0:
 		d.log.Warn("vtep.transmit_rps: auto not applied, the transmit TAP has no room for UDP queues beside one queue per encap loop",

@@ -605,7 +605,7 @@ func TestE2ETapRPS(t *testing.T) {
 	}
 	cfg := testConfig(t, "microflow", 2, 256)
 	cfg.VTEP.Transmit = config.TransmitTunnel
-	cfg.Steering.TapRPS = config.TapRPSAuto
+	cfg.Steering.TapRPS = config.RPSAuto
 	r := startDaemon(t, cfg)
 	want, _ := cfg.Steering.TapRPSCPUs(allowedCPUs())
 	if len(want) < 2 {

@@ -491,15 +491,23 @@ func TestE2ETAPDeleted(t *testing.T) {
 	if err := r.topo.Host.DeleteLink(testbed.MflowVeth); err != nil {
 		t.Fatal(err)
 	}
+	expectDeviceLost(t, r, "TAP mflow42")
+}
+
+// expectDeviceLost waits up to 3 s for Run to end with ErrDeviceLost
+// naming device (after a test deleted it) and checks that the counts
+// still balance.
+func expectDeviceLost(t *testing.T, r *running, device string) {
+	t.Helper()
 	select {
 	case err := <-r.done:
 		close(r.done)
-		if !errors.Is(err, ErrDeviceLost) || !strings.Contains(err.Error(), "TAP mflow42") {
-			t.Fatalf("Run after the TAP was deleted: %v; want ErrDeviceLost naming it", err)
+		if !errors.Is(err, ErrDeviceLost) || !strings.Contains(err.Error(), device) {
+			t.Fatalf("Run after %s was deleted: %v; want ErrDeviceLost naming it", device, err)
 		}
 		t.Logf("Run: %v", err)
 	case <-time.After(3 * time.Second):
-		t.Fatal("Run still serving 3s after its TAP was deleted")
+		t.Fatalf("Run still serving 3s after %s was deleted", device)
 	}
 	if s := r.d.Snapshot(); s.Check() != nil {
 		t.Error(s.Check())
@@ -523,19 +531,7 @@ func TestE2ETransmitTAPDeleted(t *testing.T) {
 	if err := r.topo.Host.DeleteLink(name); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-r.done:
-		close(r.done)
-		if !errors.Is(err, ErrDeviceLost) || !strings.Contains(err.Error(), "transmit TAP "+name) {
-			t.Fatalf("Run after the transmit TAP was deleted: %v; want ErrDeviceLost naming it", err)
-		}
-		t.Logf("Run: %v", err)
-	case <-time.After(3 * time.Second):
-		t.Fatal("Run still serving 3s after its transmit TAP was deleted")
-	}
-	if s := r.d.Snapshot(); s.Check() != nil {
-		t.Error(s.Check())
-	}
+	expectDeviceLost(t, r, "transmit TAP "+name)
 }
 
 // TestE2EBridgeRecreated: the TAP's bridge deleted and created again (as a
@@ -804,7 +800,7 @@ func TestCheckRPS(t *testing.T) {
 		t.Errorf("a CPU list, read-only: %v; want a failure naming it", err)
 	}
 	off := *cfg
-	off.VTEP.TransmitRPS = config.TapRPSOff
+	off.VTEP.TransmitRPS = config.RPSOff
 	if d, err := checkRPS(&off, "p", ro); err != nil || d != "off" {
 		t.Errorf("both off: %q, %v", d, err)
 	}

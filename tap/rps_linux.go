@@ -287,6 +287,3 @@ func (t *Tx) SetRPS(mask string, only func(q int) bool) error {
 	}
 	return nil
 }
-
-// RPS returns the transmit TAP's rps_cpus masks, in queue order.
-func (t *Tx) RPS() ([]string, error) { return t.rps.get() }

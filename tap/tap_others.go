@@ -17,7 +17,6 @@ func (*Tx) Queues() int                         { return 0 }
 func (*Tx) Write(int, []byte) error             { return ErrUnsupported }
 func (*Tx) Close() error                        { return nil }
 func (*Tx) SetRPS(string, func(int) bool) error { return ErrUnsupported }
-func (*Tx) RPS() ([]string, error)              { return nil, ErrUnsupported }
 func (*Tx) KernelDrops() uint64                 { return 0 }
 
 // SetSteering returns ErrUnsupported.
