@@ -343,9 +343,11 @@ func (v *Device) Stats() tap.Stats {
 }
 
 // KernelDrops counts frames from the containers that the kernel dropped
-// before mflow saw them: the sockets' rx ring full or fill ring empty, and
-// frames of a queue without a socket (passed to the stack of mflow's end,
-// which has no use for them).
+// before mflow saw them: the sockets' rx ring full or no fill frame
+// (rx_dropped), and frames of a queue without a socket (passed to the
+// stack of mflow's end, which has no use for them). The kernel counts a
+// frame dropped for an empty fill ring in both rx_dropped and
+// rx_fill_ring_empty_descs, so only the first is added.
 func (v *Device) KernelDrops() uint64 {
 	v.statMu.Lock()
 	defer v.statMu.Unlock()
@@ -355,7 +357,7 @@ func (v *Device) KernelDrops() uint64 {
 	var n uint64
 	for _, s := range v.socks {
 		if st, err := s.Stats(); err == nil {
-			n += st.Kernel.RxDropped + st.Kernel.RxRingFull + st.Kernel.RxFillRingEmpty + st.Kernel.RxInvalidDescs
+			n += st.Kernel.RxDropped + st.Kernel.RxRingFull + st.Kernel.RxInvalidDescs
 		}
 	}
 	if v.prog == nil {

@@ -73,6 +73,19 @@ func TestAllModes(t *testing.T) {
 			if r.Step.Kind == KindLatency && m[MRTTP50].N == 0 {
 				t.Errorf("%s %s: no round-trip samples", r.Mode, r.Step)
 			}
+			if ordered && r.Step.Dir == DirEncap {
+				// What the generator sent either reached the daemon or
+				// was dropped on the way; the daemon's reads and the
+				// kernel's drops in its device's queue cannot add up to
+				// more (a few frames of slack for ARP and the like).
+				for _, sm := range r.Samples {
+					got := sm.Metrics[MMflowRxMpps]*sm.Seconds*1e6 + sm.Metrics[MDeviceDrops]
+					if _, ok := sm.Metrics[MDeviceDrops]; !ok || got > float64(sm.Sent)+100 {
+						t.Errorf("%s %s: read %.0f + device drops %v of %d sent", r.Mode, r.Step,
+							sm.Metrics[MMflowRxMpps]*sm.Seconds*1e6, sm.Metrics[MDeviceDrops], sm.Sent)
+					}
+				}
+			}
 		case KindTCP:
 			if m[MDeliveredGbps].Median <= 0 {
 				t.Errorf("%s %s: no TCP goodput", r.Mode, r.Step)

@@ -141,6 +141,12 @@ const (
 	MMflowRxMpps   = "mflow_rx_mpps" // frames mflow took off its AF_XDP rx rings per second
 	MXSKDrops      = "xsk_drops"     // frames the kernel dropped at mflow's AF_XDP socket (rx ring full, no fill frame)
 	MWireDropPct   = "wire_drop_pct" // frames the wire refused (host's veth rx ring full), % of sent
+	// Frames the kernel dropped in the queue of mflow's network device
+	// before mflow read them (a TAP's ring full; the encap direction's
+	// loss ahead of the daemon), and packets mflow wrote into the
+	// transmit TAP that the kernel dropped before the uplink (mflow modes).
+	MDeviceDrops   = "device_kernel_drops"
+	MTxKernelDrops = "transmit_kernel_drops"
 	// The uplink XDP program's own counts during the step (mflow modes):
 	// frames it redirected to mflow's sockets, frames it passed to the
 	// kernel for lack of a socket on their queue, and redirected frames
@@ -156,7 +162,7 @@ const (
 var metricOrder = []string{
 	MOfferedMpps, MDeliveredMpps, MDeliveredGbps, MLinkRxMpps, MLossPct, MOutOfOrder, MOutOfOrderPct, MDuplicates, MReorderEvents,
 	MOWDP50, MOWDP99, MOWDP999, MRTTP50, MRTTP99, MRTTP999, MTPS, MRRLost, MLoadGbps, MCPUBusy, MMergerWaits, MMflowDropped, MMflowRxMpps, MXSKDrops, MWireDropPct,
-	MXDPRedirected, MXDPNoSocket, MXDPUnaccounted,
+	MDeviceDrops, MTxKernelDrops, MXDPRedirected, MXDPNoSocket, MXDPUnaccounted,
 }
 
 // Sample is one repetition of a step in a mode.
@@ -457,7 +463,9 @@ var columnNotes = map[string]string{
 		"receiving socket, every 4th datagram; *p99 × kernel*: above 1 is slower; *out of order*: datagrams that arrived after a " +
 		"later one of their flow. For mflow modes the JSON and CSV also hold the uplink XDP program's own counts " +
 		"(xdp_redirected, xdp_no_socket, xdp_unaccounted = redirected − received − dropped at mflow's sockets); a mode whose " +
-		"totals do not balance, or that passed frames to the kernel for lack of a socket, fails.",
+		"totals do not balance, or that passed frames to the kernel for lack of a socket, fails. They also hold " +
+		"device_kernel_drops (frames the kernel dropped in the queue of mflow's TAP or veth to mflow: where encap loses what " +
+		"the daemon never read) and transmit_kernel_drops (packets mflow wrote into its transmit TAP that the kernel dropped).",
 	KindTCP: "*Gbit/s*: goodput, bytes received ÷ time from the first received byte to the end of the stream; with the built-in " +
 		"client every stream's content is checked against the sent pattern (sampled, see docs), with iperf3 it is iperf3's " +
 		"receiver figure; *× kernel*: ÷ the `kernel` mode's in the same step; *builtin ÷ iperf3*: the built-in client's goodput " +

@@ -154,6 +154,7 @@ func (e *env) appRx(dir string) uint64 {
 // against.
 type mflowCounters struct {
 	waits, drops, received, xskDrops float64
+	deviceDrops, txKernelDrops       float64
 	xdpRedirected, xdpNoSocket       float64
 	decapReceived                    float64
 }
@@ -171,6 +172,10 @@ func (e *env) mflowCounters(dir string) mflowCounters {
 	for _, x := range s.XSK {
 		c.xskDrops += float64(x.RxDropped + x.RxRingFull)
 	}
+	for _, n := range s.Networks {
+		c.deviceDrops += float64(n.KernelDrops)
+	}
+	c.txKernelDrops = float64(s.TransmitKernelDrops)
 	c.decapReceived = float64(s.Decap.Received.Packets)
 	if xc, err := e.d.XDPCounters(); err == nil {
 		c.xdpRedirected = float64(xc.Packets[bpf.VerdictRedirect])
@@ -290,6 +295,7 @@ func (e *env) udp(ctx context.Context, s Step) (Sample, error) {
 	if e.d != nil {
 		m[MMergerWaits], m[MMflowDropped] = c1.waits-c0.waits, c1.drops-c0.drops
 		m[MMflowRxMpps], m[MXSKDrops] = (c1.received-c0.received)/dur/1e6, c1.xskDrops-c0.xskDrops
+		m[MDeviceDrops], m[MTxKernelDrops] = c1.deviceDrops-c0.deviceDrops, c1.txKernelDrops-c0.txKernelDrops
 		m[MXDPRedirected], m[MXDPNoSocket] = c1.xdpRedirected-c0.xdpRedirected, c1.xdpNoSocket-c0.xdpNoSocket
 		m[MXDPUnaccounted] = m[MXDPRedirected] - (c1.decapReceived - c0.decapReceived) - m[MXSKDrops]
 	}
