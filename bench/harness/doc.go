@@ -14,7 +14,7 @@
 //	                  single/flow/pipeline/microflow   mflow daemon, a child process of this
 //	                              binary started in the host namespace (child.go; --in-process:
 //	                              inside this process instead), TAP on br42; --transmit: its
-//	                              encap path, auto, socket, af_xdp or tunnel; --spin: its steering.spin_us;
+//	                              encap path, auto, socket, af_xdp or tunnel; --spin: its steering.spin_us; --inline: its steering.inline;
 //	                              --tap-queues: its steering.tap_queues; --tap-rps, --transmit-rps: its steering.tap_rps, vtep.transmit_rps
 //	                  ceiling     AF_XDP on uplink0: receive-and-drop (decap), or transmit
 //	                              of pre-built VxLAN frames from one goroutine (encap)

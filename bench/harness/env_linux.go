@@ -151,6 +151,9 @@ func (e *env) startDaemon() error {
 	if m.Spin != "" {
 		cpus += ", spin_us: " + m.Spin
 	}
+	if m.Inline != "" {
+		cpus += ", inline: " + m.Inline
+	}
 	if m.TapQueues > 0 {
 		cpus += fmt.Sprintf(", tap_queues: %d", m.TapQueues)
 	}

@@ -54,6 +54,11 @@ type Options struct {
 	// the config's default); every mflow mode runs once per value,
 	// named with a -spinN suffix when there are several.
 	Spins []int `json:"spins,omitempty"`
+	// Inlines are values of mflow's steering.inline to measure (frames;
+	// -1: the config's default); every mflow mode runs once per value,
+	// named with an -inlN suffix when there are several. Only microflow
+	// uses it.
+	Inlines []int `json:"inlines,omitempty"`
 	// TapQueues are values of mflow's steering.tap_queues to measure
 	// (0: the default), each mflow mode once per value, named with a -qN
 	// suffix when there are several.
@@ -206,6 +211,9 @@ type Mode struct {
 	// Spin is mflow's steering.spin_us in µs ("" is the config's
 	// default).
 	Spin string
+	// Inline is mflow's steering.inline in frames ("" is the config's
+	// default).
+	Inline string
 	// TapQueues is mflow's steering.tap_queues (0: the config's default).
 	TapQueues int
 	// TapRPS is mflow's steering.tap_rps ("": the config's default).
@@ -280,6 +288,15 @@ func (o *Options) Expand() ([]Mode, error) {
 			return nil, fmt.Errorf("expanding modes: spin %d µs outside 0..%d", sp, config.MaxSpinMicros)
 		}
 	}
+	inlines := o.Inlines
+	if len(inlines) == 0 {
+		inlines = []int{-1}
+	}
+	for _, in := range inlines {
+		if in < -1 || in > o.Batch {
+			return nil, fmt.Errorf("expanding modes: inline %d frames outside 0..%d (the batch)", in, o.Batch)
+		}
+	}
 	queues := o.TapQueues
 	if len(queues) == 0 {
 		queues = []int{0}
@@ -340,6 +357,15 @@ func (o *Options) Expand() ([]Mode, error) {
 			}
 			if i > 0 || len(spins) > 1 && sp >= 0 {
 				mm.Name += fmt.Sprintf("-spin%d", sp)
+			}
+		})
+		each(len(inlines), func(mm *Mode, i int) {
+			in := inlines[i]
+			if in >= 0 {
+				mm.Inline = fmt.Sprint(in)
+			}
+			if i > 0 || len(inlines) > 1 && in >= 0 {
+				mm.Name += fmt.Sprintf("-inl%d", in)
 			}
 		})
 		each(len(queues), func(mm *Mode, i int) {

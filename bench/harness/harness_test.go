@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -462,5 +463,21 @@ func TestExpandVariants(t *testing.T) {
 	o.TapRPS = []string{"2-1"}
 	if _, err := o.Expand(); err == nil || !strings.Contains(err.Error(), "tap RPS") {
 		t.Errorf("Expand with tap RPS 2-1: %v, want an error", err)
+	}
+	o.Modes, o.Devices, o.Transmits, o.TapQueues, o.TapRPS = []string{"microflow"}, nil, nil, nil, nil
+	o.Inlines = []int{-1, 0, 255}
+	if modes, err = o.Expand(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range modes {
+		got = append(got, m.Name+"="+m.Inline)
+	}
+	if want := []string{"microflow=", "microflow-inl0=0", "microflow-inl255=255"}; !slices.Equal(got, want) {
+		t.Errorf("inline modes %q, want %q", got, want)
+	}
+	o.Inlines = []int{o.Batch + 1}
+	if _, err := o.Expand(); err == nil || !strings.Contains(err.Error(), "inline") {
+		t.Errorf("Expand with inline above the batch: %v, want an error", err)
 	}
 }
