@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -160,10 +159,11 @@ func (e *env) startDaemon() error {
 	if m.TapRPS != "" {
 		cpus += fmt.Sprintf(", tap_rps: %q", m.TapRPS)
 	}
-	yaml := testbed.MflowConfigDevice(device, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus))
+	vtep := ""
 	if m.TransmitRPS != "" {
-		yaml = bytes.Replace(yaml, []byte("vtep: {"), []byte(fmt.Sprintf("vtep: {transmit_rps: %q, ", m.TransmitRPS)), 1)
+		vtep = fmt.Sprintf("transmit_rps: %q", m.TransmitRPS)
 	}
+	yaml := testbed.MflowConfigVTEP(device, vtep, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus))
 	cfg, err := config.Parse(yaml)
 	if err != nil {
 		return fmt.Errorf("configuring mflow: %w", err)

@@ -96,14 +96,23 @@ func MflowConfig(steering string) []byte { return MflowConfigDevice("tap", steer
 // type: "tap", or "veth" for the pair MflowVeth / MflowVethPeer that
 // Topology.AddMflowVeth creates (the peer goes on Bridge).
 func MflowConfigDevice(device, steering string) []byte {
+	return MflowConfigVTEP(device, "", steering)
+}
+
+// MflowConfigVTEP is MflowConfigDevice with more keys in the vtep mapping:
+// vtep is their body, e.g. `transmit_rps: "off"` ("" for none).
+func MflowConfigVTEP(device, vtep, steering string) []byte {
+	if vtep != "" {
+		vtep = ", " + vtep
+	}
 	return []byte(fmt.Sprintf(`
 uplink: {interface: %s}
-vtep: {address: %s, port: %d}
+vtep: {address: %s, port: %d%s}
 networks:
   - vni: %d
     device: {type: %s, name: %s, bridge: %s, mtu: %d}
     peers: [%s]
 steering: {%s}
 metrics: {listen: ""}
-`, HostUplink, HostUnderlayIP, VxLANPort, VNI, device, MflowVeth, Bridge, OverlayMTU, PeerUnderlayIP, steering))
+`, HostUplink, HostUnderlayIP, VxLANPort, vtep, VNI, device, MflowVeth, Bridge, OverlayMTU, PeerUnderlayIP, steering))
 }
