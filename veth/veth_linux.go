@@ -343,11 +343,12 @@ func (v *Device) Stats() tap.Stats {
 }
 
 // KernelDrops counts frames from the containers that the kernel dropped
-// before mflow saw them: the sockets' rx ring full or no fill frame
-// (rx_dropped), and frames of a queue without a socket (passed to the
-// stack of mflow's end, which has no use for them). The kernel counts a
-// frame dropped for an empty fill ring in both rx_dropped and
-// rx_fill_ring_empty_descs, so only the first is added.
+// before mflow saw them: at the sockets, for no fill frame or a frame too
+// large (rx_dropped) or a full rx ring (rx_ring_full), and frames of a
+// queue without a socket (passed to the stack of mflow's end, which has
+// no use for them). In copy mode, the only mode AF_XDP has on a veth, the
+// kernel counts a frame dropped for an empty fill ring in both
+// rx_dropped and rx_fill_ring_empty_descs, so only the first is added.
 func (v *Device) KernelDrops() uint64 {
 	v.statMu.Lock()
 	defer v.statMu.Unlock()

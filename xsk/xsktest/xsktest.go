@@ -84,8 +84,9 @@ func (s *Socket) Inject(frame []byte) bool {
 		return false
 	}
 	if len(s.rx) >= s.opts.RxSize {
+		// As the kernel's XDP_STATISTICS (full size): a full rx ring is
+		// counted in rx_ring_full only.
 		s.stats.Kernel.RxRingFull++
-		s.stats.Kernel.RxDropped++
 		return false
 	}
 	base := s.fill[0]

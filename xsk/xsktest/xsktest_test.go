@@ -132,3 +132,23 @@ func TestNoAllocs(t *testing.T) {
 		t.Errorf("%v allocs per batch", allocs)
 	}
 }
+
+// TestRxRingFull: a frame that finds the rx ring full is counted as the
+// kernel counts it in the full XDP_STATISTICS, in rx_ring_full only (an
+// empty fill ring, in TestReceiveRelease, counts in rx_dropped).
+func TestRxRingFull(t *testing.T) {
+	s, err := New(xsk.Options{NumFrames: 64, FillSize: 16, RxSize: 8, TxSize: 16, CompletionSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if ok := s.Inject([]byte("frame")); ok != (i < 8) {
+			t.Fatalf("Inject %d = %v", i, ok)
+		}
+	}
+	st, _ := s.Stats()
+	if st.Kernel.RxRingFull != 2 || st.Kernel.RxDropped != 0 || st.Kernel.RxFillRingEmpty != 0 {
+		t.Errorf("kernel stats %+v, want 2 frames counted as rx ring full only", st.Kernel)
+	}
+	check(t, s)
+}
