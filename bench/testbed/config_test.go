@@ -12,8 +12,8 @@ import (
 // default transmit_rps where not).
 func TestMflowConfig(t *testing.T) {
 	for _, tc := range []struct {
-		name, device, vtep, rps string
-		yaml                    []byte
+		name, device, rps string
+		yaml              []byte
 	}{
 		{name: "tap", device: "tap", rps: config.RPSAuto, yaml: testbed.MflowConfig("policy: single")},
 		{name: "veth", device: "veth", rps: config.RPSAuto, yaml: testbed.MflowConfigDevice("veth", "policy: microflow, workers: 2")},
