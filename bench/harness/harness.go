@@ -279,23 +279,13 @@ func (o *Options) Expand() ([]Mode, error) {
 			return nil, fmt.Errorf("expanding modes: unknown transmit path %q (want %s, %s, %s, %s)", t, config.TransmitAuto, config.TransmitSocket, config.TransmitAFXDP, config.TransmitTunnel)
 		}
 	}
-	spins := o.Spins
-	if len(spins) == 0 {
-		spins = []int{-1}
+	spins, err := optionalInts(o.Spins, config.MaxSpinMicros, "spin %d µs")
+	if err != nil {
+		return nil, err
 	}
-	for _, sp := range spins {
-		if sp < -1 || sp > config.MaxSpinMicros {
-			return nil, fmt.Errorf("expanding modes: spin %d µs outside 0..%d", sp, config.MaxSpinMicros)
-		}
-	}
-	inlines := o.Inlines
-	if len(inlines) == 0 {
-		inlines = []int{-1}
-	}
-	for _, in := range inlines {
-		if in < -1 || in > o.Batch {
-			return nil, fmt.Errorf("expanding modes: inline %d frames outside 0..%d (the batch)", in, o.Batch)
-		}
+	inlines, err := optionalInts(o.Inlines, o.Batch, "inline %d frames (the batch is the most)")
+	if err != nil {
+		return nil, err
 	}
 	queues := o.TapQueues
 	if len(queues) == 0 {
@@ -350,24 +340,21 @@ func (o *Options) Expand() ([]Mode, error) {
 				mm.Name += "-" + strings.ReplaceAll(mm.Transmit, "_", "")
 			}
 		})
-		each(len(spins), func(mm *Mode, i int) {
-			sp := spins[i]
-			if sp >= 0 {
-				mm.Spin = fmt.Sprint(sp)
-			}
-			if i > 0 || len(spins) > 1 && sp >= 0 {
-				mm.Name += fmt.Sprintf("-spin%d", sp)
-			}
-		})
-		each(len(inlines), func(mm *Mode, i int) {
-			in := inlines[i]
-			if in >= 0 {
-				mm.Inline = fmt.Sprint(in)
-			}
-			if i > 0 || len(inlines) > 1 && in >= 0 {
-				mm.Name += fmt.Sprintf("-inl%d", in)
-			}
-		})
+		// An optional integer key: its value in the mode's config ("" is
+		// the default, -1) and a name suffix.
+		optional := func(vals []int, suffix string, key func(*Mode) *string) {
+			each(len(vals), func(mm *Mode, i int) {
+				v := vals[i]
+				if v >= 0 {
+					*key(mm) = fmt.Sprint(v)
+				}
+				if i > 0 || len(vals) > 1 && v >= 0 {
+					mm.Name += fmt.Sprintf("-%s%d", suffix, v)
+				}
+			})
+		}
+		optional(spins, "spin", func(mm *Mode) *string { return &mm.Spin })
+		optional(inlines, "inl", func(mm *Mode) *string { return &mm.Inline })
 		each(len(queues), func(mm *Mode, i int) {
 			if mm.TapQueues = queues[i]; i > 0 || len(queues) > 1 && mm.TapQueues > 0 {
 				mm.Name += fmt.Sprintf("-q%d", mm.TapQueues)
@@ -705,4 +692,19 @@ func machine(gen []int) Machine {
 		}
 	}
 	return m
+}
+
+// optionalInts returns the values of a sweep over an optional integer key,
+// [-1] (the config's default) when there are none, after checking that each
+// is -1 or within 0..max; what formats one value for the error.
+func optionalInts(vals []int, max int, what string) ([]int, error) {
+	if len(vals) == 0 {
+		return []int{-1}, nil
+	}
+	for _, v := range vals {
+		if v < -1 || v > max {
+			return nil, fmt.Errorf("expanding modes: "+what+" outside 0..%d", v, max)
+		}
+	}
+	return vals, nil
 }

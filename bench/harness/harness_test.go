@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mflow/config"
 )
 
 // TestMain lets the harness re-execute the test binary as the benchmark's
@@ -479,5 +481,9 @@ func TestExpandVariants(t *testing.T) {
 	o.Inlines = []int{o.Batch + 1}
 	if _, err := o.Expand(); err == nil || !strings.Contains(err.Error(), "inline") {
 		t.Errorf("Expand with inline above the batch: %v, want an error", err)
+	}
+	o.Inlines, o.Spins = nil, []int{config.MaxSpinMicros + 1}
+	if _, err := o.Expand(); err == nil || !strings.Contains(err.Error(), "spin") {
+		t.Errorf("Expand with spin above the most: %v, want an error", err)
 	}
 }
