@@ -113,6 +113,13 @@ type Options struct {
 	// Duration of one repetition's traffic; Reps repetitions per step.
 	Duration time.Duration `json:"duration_ns"`
 	Reps     int           `json:"reps"`
+	// Rounds, when above 1, measures the whole sequence of modes that
+	// many times in turn (kernel, single, …, kernel, single, …), each
+	// time on a testbed built anew and with Reps repetitions per step.
+	// A step's samples from every round are summarised together, so a
+	// machine that drifts during the run (a shared VM does, by minutes)
+	// shifts every mode alike instead of the ones measured last.
+	Rounds int `json:"rounds,omitempty"`
 	// GenCPUs are the CPUs of the generator threads (one each).
 	GenCPUs []int `json:"gen_cpus"`
 	// GenBatch is the live-frames batch (frames per flush).
@@ -523,6 +530,12 @@ func (o *Options) fill() error {
 	if o.Reps <= 0 {
 		o.Reps = d.Reps
 	}
+	if o.Rounds < 0 || o.Rounds > 100 {
+		return fmt.Errorf("checking options: %d rounds outside [1, 100]", o.Rounds)
+	}
+	if o.Rounds == 0 {
+		o.Rounds = 1
+	}
 	if o.GenCPUs == nil {
 		o.GenCPUs = d.GenCPUs
 	}
@@ -591,6 +604,7 @@ func (o Options) Estimate() time.Duration {
 		d += 1500 * time.Millisecond // testbed and mode setup
 		d += time.Duration(len(o.StepsFor(m))*o.Reps) * (o.Duration + 150*time.Millisecond)
 	}
+	d *= time.Duration(o.Rounds)
 	if len(o.ReorderBatches) > 0 {
 		d += time.Duration(len(o.ReorderBatches)*2*o.Reps) * 150 * time.Millisecond
 	}
@@ -642,7 +656,7 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 	}
 	modes = append(modes, o.reorderWireModes()...)
 	for _, m := range modes {
-		p.total += len(o.StepsFor(m)) * o.Reps
+		p.total += len(o.StepsFor(m)) * o.Reps * o.Rounds
 	}
 	if len(o.ReorderBatches) > 0 {
 		p.total += len(o.ReorderBatches) * 2 * o.Reps
@@ -654,17 +668,30 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 			fig7 += " and on the testbed"
 		}
 	}
-	p.line("starting: %d modes (%s), %s; %v per repetition, %d repetitions", len(rep.Modes), strings.Join(rep.Modes, ", "), fig7, o.Duration, o.Reps)
-	for _, m := range modes {
-		if err := ctx.Err(); err != nil {
-			break
-		}
-		res, err := runMode(ctx, &o, m, p)
-		rep.Results = append(rep.Results, res...)
-		if err != nil {
-			p.line("%s: %v", m.label(), err)
-			if ctx.Err() == nil {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %v", m.label(), err))
+	p.line("starting: %d modes (%s), %s; %v per repetition, %d repetitions, %d round(s)", len(rep.Modes), strings.Join(rep.Modes, ", "), fig7, o.Duration, o.Reps, o.Rounds)
+	for round := 1; round <= o.Rounds && ctx.Err() == nil; round++ {
+		for _, m := range modes {
+			if err := ctx.Err(); err != nil {
+				break
+			}
+			res, err := runMode(ctx, &o, m, p)
+			if o.Rounds > 1 {
+				for i := range res {
+					for j := range res[i].Samples {
+						res[i].Samples[j].Round = round
+					}
+				}
+			}
+			rep.Results = mergeResults(rep.Results, res)
+			if err != nil {
+				label := m.label()
+				if o.Rounds > 1 {
+					label = fmt.Sprintf("round %d: %s", round, label)
+				}
+				p.line("%s: %v", label, err)
+				if ctx.Err() == nil {
+					rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %v", label, err))
+				}
 			}
 		}
 	}
@@ -674,6 +701,26 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 	rep.Seconds = time.Since(rep.Started).Seconds()
 	p.line("done in %.1fs", rep.Seconds)
 	return rep, ctx.Err()
+}
+
+// mergeResults adds the results of a mode's round to all: a step already
+// there (same mode and step) gets the new samples and is summarised
+// again, and keeps the first error it had; a new one is appended.
+func mergeResults(all, round []Result) []Result {
+	for _, r := range round {
+		i := slices.IndexFunc(all, func(a Result) bool { return a.Mode == r.Mode && a.Step == r.Step })
+		if i < 0 {
+			all = append(all, r)
+			continue
+		}
+		a := &all[i]
+		a.Samples = append(a.Samples, r.Samples...)
+		if a.Error == "" {
+			a.Error = r.Error
+		}
+		a.summarise()
+	}
+	return all
 }
 
 // machine describes the running machine.

@@ -487,3 +487,60 @@ func TestExpandVariants(t *testing.T) {
 		t.Errorf("Expand with spin above the most: %v, want an error", err)
 	}
 }
+
+func TestMergeResults(t *testing.T) {
+	step := Step{Kind: KindUDP, Dir: DirDecap, Size: 64, Flows: 1}
+	other := Step{Kind: KindUDP, Dir: DirDecap, Size: 1422, Flows: 1}
+	res := func(mode string, s Step, round int, vals ...float64) Result {
+		r := Result{Mode: mode, Step: s}
+		for _, v := range vals {
+			r.Samples = append(r.Samples, Sample{Metrics: map[string]float64{MDeliveredMpps: v}, Round: round})
+		}
+		r.summarise()
+		return r
+	}
+	all := mergeResults(nil, []Result{res("kernel", step, 1, 1, 2), res("single", step, 1, 10)})
+	all = mergeResults(all, []Result{res("kernel", step, 2, 9), res("kernel", other, 2, 5)})
+	bad := res("single", step, 2)
+	bad.Error = "connecting: refused"
+	all = mergeResults(all, []Result{bad})
+	if len(all) != 3 {
+		t.Fatalf("%d results, want 3 (kernel 64, single 64, kernel 1422): %+v", len(all), all)
+	}
+	k := all[0]
+	if k.Mode != "kernel" || k.Step != step || len(k.Samples) != 3 {
+		t.Fatalf("first result %s %s with %d samples, want kernel %s with 3", k.Mode, k.Step, len(k.Samples), step)
+	}
+	if got := k.Metrics[MDeliveredMpps]; got != (Summary{Median: 2, Min: 1, Max: 9, N: 3}) {
+		t.Errorf("kernel over two rounds: %+v, want median 2 of 1, 2, 9", got)
+	}
+	if rs := []int{k.Samples[0].Round, k.Samples[1].Round, k.Samples[2].Round}; rs[0] != 1 || rs[1] != 1 || rs[2] != 2 {
+		t.Errorf("rounds of the kernel's samples %v, want [1 1 2]", rs)
+	}
+	if s := all[1]; s.Mode != "single" || len(s.Samples) != 1 || s.Error != "connecting: refused" {
+		t.Errorf("single: %d samples, error %q; want 1 sample and the second round's error", len(s.Samples), s.Error)
+	}
+	if o := all[2]; o.Step != other || o.Metrics[MDeliveredMpps].Median != 5 {
+		t.Errorf("new step appended as %s with %+v", o.Step, o.Metrics[MDeliveredMpps])
+	}
+}
+
+func TestRoundsOption(t *testing.T) {
+	o := QuickOptions()
+	o.ReorderBatches = nil // the in-memory Fig. 7 runs once, not per round
+	one := o.Estimate()
+	o.Rounds = 3
+	if got := o.Estimate(); got != 3*one {
+		t.Errorf("estimate with 3 rounds %v, want 3 × %v", got, one)
+	}
+	for _, n := range []int{-1, 101} {
+		o.Rounds = n
+		if err := o.fill(); err == nil {
+			t.Errorf("%d rounds accepted", n)
+		}
+	}
+	o.Rounds = 0
+	if err := o.fill(); err != nil || o.Rounds != 1 {
+		t.Errorf("0 rounds: %v, rounds %d; want the default 1", err, o.Rounds)
+	}
+}

@@ -253,3 +253,53 @@ func TestBuiltinTCPClientKeepsUpWithIperf3(t *testing.T) {
 		}
 	}
 }
+
+// TestRounds runs two modes in two rounds on the real testbed (as root):
+// every step must end up with one sample per round, stamped with it, in
+// the order measured.
+func TestRounds(t *testing.T) {
+	testbedtest.RequirePrivileges(t)
+	if testing.Short() {
+		t.Skip("builds four testbeds; skipped with -short")
+	}
+	o := DefaultOptions()
+	o.Prefix = "mfbr"
+	o.Modes = []string{ModeKernel, "single"}
+	o.Dirs = []string{DirDecap}
+	o.Sizes, o.Flows = []int{64}, []int{1}
+	o.TCPSizes, o.RRSizes, o.RRLoads, o.Rates, o.ReorderBatches = nil, nil, nil, nil, nil
+	o.Duration, o.Reps, o.Rounds = 200*time.Millisecond, 1, 2
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o, &progress)
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range rep.Warnings {
+		t.Errorf("warning: %s", w)
+	}
+	if len(rep.Results) != 2 {
+		t.Fatalf("%d results, want one step in each of two modes", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" || len(r.Samples) != 2 || r.Samples[0].Round != 1 || r.Samples[1].Round != 2 {
+			t.Errorf("%s %s: error %q, %d samples %+v; want two, rounds 1 and 2", r.Mode, r.Step, r.Error, len(r.Samples), r.Samples)
+		}
+		if m := r.Metrics[MDeliveredMpps]; m.N != 2 || m.Min <= 0 {
+			t.Errorf("%s %s: delivered %+v, want two positive samples", r.Mode, r.Step, m)
+		}
+	}
+	var md bytes.Buffer
+	rep.WriteMarkdown(&md)
+	if !strings.Contains(md.String(), "2 rounds of 1, the modes in turn") {
+		t.Errorf("markdown does not say how the samples were taken:\n%s", md.String())
+	}
+	ents, _ := os.ReadDir(testbed.NetnsDir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), o.Prefix+"-") {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
+}

@@ -172,6 +172,9 @@ type Sample struct {
 	Sent    uint64             `json:"sent,omitempty"`
 	Recv    uint64             `json:"received,omitempty"`
 	Seconds float64            `json:"seconds"`
+	// Round is the round the sample was measured in (Options.Rounds),
+	// from 1; 0 when the run had one round.
+	Round int `json:"round,omitempty"`
 }
 
 // Result is a step measured in a mode: every repetition and, per metric,
@@ -302,8 +305,12 @@ func cpuString(cs []CoreUsage) string {
 // columns mean is written under each table.
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	m := r.Machine
-	fmt.Fprintf(w, "Machine: %d CPUs (%s), kernel %s, %s; generator pinned to CPU %v. Commit %s. Medians of %d repetitions, [min–max].\n\n",
-		m.CPUs, m.Model, m.Kernel, m.Go, m.GenCPUs, r.Build.describe(), r.Options.Reps)
+	reps := fmt.Sprintf("%d repetitions", r.Options.Reps)
+	if n := r.Options.Rounds; n > 1 {
+		reps = fmt.Sprintf("%d repetitions (%d rounds of %d, the modes in turn)", n*r.Options.Reps, n, r.Options.Reps)
+	}
+	fmt.Fprintf(w, "Machine: %d CPUs (%s), kernel %s, %s; generator pinned to CPU %v. Commit %s. Medians of %s, [min–max].\n\n",
+		m.CPUs, m.Model, m.Kernel, m.Go, m.GenCPUs, r.Build.describe(), reps)
 	if r.Command != "" {
 		fmt.Fprintf(w, "Command: `%s`\n\n", r.Command)
 	}
