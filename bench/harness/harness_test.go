@@ -544,3 +544,35 @@ func TestRoundsOption(t *testing.T) {
 		t.Errorf("0 rounds: %v, rounds %d; want the default 1", err, o.Rounds)
 	}
 }
+
+func TestMarkdownRounds(t *testing.T) {
+	// Two rounds of two repetitions: the kernel delivers 4 (round 1) and
+	// 10 (round 2), microflow 6 and 12: the medians over both rounds are
+	// 7 and 9, and the rounds' own ratios 1.5 and 1.2.
+	o := DefaultOptions()
+	o.Reps, o.Rounds = 2, 2
+	r := &Report{Options: o, Machine: Machine{CPUs: 2, GenCPUs: []int{0}}, Modes: []string{"kernel", "microflow"}}
+	vals := map[string][]float64{"kernel": {3, 5, 9, 11}, "microflow": {5, 7, 11, 13}}
+	for _, mode := range []string{"kernel", "microflow"} {
+		res := Result{Mode: mode, Step: Step{Kind: KindUDP, Size: 64, Flows: 1}}
+		for i, v := range vals[mode] {
+			res.Samples = append(res.Samples, Sample{Metrics: map[string]float64{MDeliveredMpps: v}, Round: 1 + i/2})
+		}
+		res.summarise()
+		r.Results = append(r.Results, res)
+	}
+	var buf bytes.Buffer
+	if err := r.WriteMarkdown(&buf); err != nil {
+		t.Fatal(err)
+	}
+	md := buf.String()
+	for _, want := range []string{
+		"Medians of 4 repetitions (2 rounds of 2, the modes in turn)",
+		"| udp decap size=64 flows=1, peer → container: delivered | 1.29 [1.20–1.50] |",
+		"its range over the rounds",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

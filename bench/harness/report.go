@@ -357,7 +357,42 @@ func ratio(a, b Result, name string) string {
 	if !okx || !oky || x.N == 0 || y.N == 0 || y.Median <= 0 {
 		return "–"
 	}
+	if rs := roundRatios(a, b, name); len(rs) > 1 {
+		return fmt.Sprintf("%.2f [%.2f–%.2f]", x.Median/y.Median, slices.Min(rs), slices.Max(rs))
+	}
 	return fmt.Sprintf("%.2f", x.Median/y.Median)
+}
+
+// roundRatios pairs a's and b's samples by round (Options.Rounds) and
+// returns, per round that both measured, the ratio of a's median in it to
+// b's: how far the comparison moved between rounds. Nil without rounds.
+func roundRatios(a, b Result, name string) []float64 {
+	perRound := func(r Result) map[int]float64 {
+		xs := map[int][]float64{}
+		for _, s := range r.Samples {
+			if v, ok := s.Metrics[name]; ok && s.Round > 0 {
+				xs[s.Round] = append(xs[s.Round], v)
+			}
+		}
+		med := map[int]float64{}
+		for k, v := range xs {
+			med[k] = Summarize(v).Median
+		}
+		return med
+	}
+	ma, mb := perRound(a), perRound(b)
+	var rounds []int
+	for k := range ma {
+		if y, ok := mb[k]; ok && y > 0 {
+			rounds = append(rounds, k)
+		}
+	}
+	slices.Sort(rounds)
+	var rs []float64
+	for _, k := range rounds {
+		rs = append(rs, ma[k]/mb[k])
+	}
+	return rs
 }
 
 // lossFloor is the smallest loss percentage a loss ratio uses: below it a
@@ -543,6 +578,9 @@ func (r *Report) writeSummary(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Delivered, goodput and transactions/s: above 1 is better than the kernel. Loss and RTT: above 1 is worse (loss counted as at least 0.1 %).")
+	if r.Options.Rounds > 1 {
+		fmt.Fprintln(w, "With rounds, [min–max] after a ratio is its range over the rounds (each round's median of the mode ÷ the kernel's in the same round).")
+	}
 	fmt.Fprintln(w)
 }
 
