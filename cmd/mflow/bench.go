@@ -26,6 +26,8 @@ that sweep off.
 `
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	ctx, stop := hangups(ctx)
+	defer stop()
 	fs := newFlags("bench", stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, benchUsage)

@@ -9,6 +9,8 @@ import (
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	ctx, stop := hangups(ctx)
+	defer stop()
 	fs := newFlags("demo", stderr)
 	var o demo.Options
 	fs.StringVar(&o.Policy, "policy", "microflow", "mflow's steering `policy` (single, flow, pipeline, microflow)")

@@ -79,6 +79,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
+// hangups returns ctx, cancelled also when the terminal hangs up (SIGHUP)
+// or the reader of stdout or stderr goes away (SIGPIPE, as in `mflow bench
+// 2>&1 | head`). The commands that build a testbed use it, so that they
+// remove it and exit as after Ctrl-C instead of dying with their
+// namespaces left behind. Writes to a closed pipe fail with EPIPE from then
+// on; stop restores the default actions.
+func hangups(ctx context.Context) (_ context.Context, stop context.CancelFunc) {
+	return signal.NotifyContext(ctx, syscall.SIGHUP, syscall.SIGPIPE)
+}
+
 // newFlags returns a flag set that reports errors to stderr and does not
 // exit the process.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -191,4 +192,86 @@ func TestUsageErrors(t *testing.T) {
 	if code := run([]string{"check", "-config", bad}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "line 2") {
 		t.Fatalf("bad config: exit %d, message %q; want exit %d naming line 2", code, errOut.String(), exitUsage)
 	}
+}
+
+// TestBenchHangups runs `mflow bench` as a separate process whose
+// progress goes into a pipe and, once the run is under way, either closes
+// the pipe's reading end (as `mflow bench 2>&1 | head` does) or sends
+// SIGHUP (a terminal hanging up): the process must end by itself, not by
+// the signal, and remove its namespaces.
+func TestBenchHangups(t *testing.T) {
+	testbedtest.RequirePrivileges(t)
+	for _, how := range []string{"pipe", "sighup"} {
+		t.Run(how, func(t *testing.T) { benchHangup(t, how) })
+	}
+}
+
+func benchHangup(t *testing.T, how string) {
+	before := benchNamespaces(t)
+	t.Cleanup(func() { // what a failed run left behind
+		for _, n := range benchNamespaces(t) {
+			if !slices.Contains(before, n) {
+				testbed.RemoveNamed(n)
+			}
+		}
+	})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MFLOW_TEST_MAIN=bench --modes single --dirs decap --sizes 64 --flows 1 --tcp-sizes= --rr-sizes= --rates= --reorder-batches= --reorder-wire=false --duration 2s --reps 20")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	// Read until the first repetition has started (the testbed and the
+	// daemon exist).
+	sc := bufio.NewScanner(r)
+	var seen []string
+	for sc.Scan() {
+		seen = append(seen, sc.Text())
+		if strings.Contains(sc.Text(), "rep 1/20") {
+			break
+		}
+	}
+	if len(seen) == 0 || !strings.Contains(seen[len(seen)-1], "rep 1/20") {
+		t.Fatalf("the run never started a repetition:\n%s", strings.Join(seen, "\n"))
+	}
+	if n := len(benchNamespaces(t)) - len(before); n != 3 {
+		t.Fatalf("%d new namespaces during the run, want the testbed's 3", n)
+	}
+	if how == "pipe" {
+		r.Close()
+	} else {
+		go io.Copy(io.Discard, r)
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case <-waited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("mflow bench still running 60 s after the %s", how)
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		t.Fatalf("mflow bench killed by %v (%s)", ws.Signal(), how)
+	}
+	if left := benchNamespaces(t); len(left) != len(before) {
+		t.Fatalf("namespaces after the run %v, before it %v", left, before)
+	}
+}
+
+// benchNamespaces lists the namespaces named like `mflow bench`'s.
+func benchNamespaces(t *testing.T) []string {
+	t.Helper()
+	names, err := testbed.ListNamed("mfbench-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
 }
