@@ -401,7 +401,14 @@ func (d *daemon) setupTransmit() error {
 		err := d.openTunnel()
 		if err != nil && cfg.VTEP.Transmit == config.TransmitAuto {
 			d.closeTunnel()
-			d.log.Info("transmit path: socket (the tunnel path is not available here)", "reason", err)
+			if errors.Is(err, tap.ErrNoTunnelGSO) {
+				// A kernel older than 6.17: expected, nothing to mend.
+				d.log.Info("transmit path: socket (the tunnel path is not available here)", "reason", err)
+			} else {
+				// The kernel has the tunnel path and opening it failed:
+				// say so louder, the socket path is slower for TCP.
+				d.log.Warn("transmit path: socket, because the tunnel path failed to open (docs/OPERATIONS.md §12)", "reason", err)
+			}
 			d.txPath = config.TransmitSocket
 		} else if err != nil {
 			return fmt.Errorf("%w: vtep.transmit: tunnel: %w", ErrSetup, err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,7 +206,20 @@ func (r *rpsCtl) rxDropped() (uint64, error) {
 }
 
 // link looks the device up in its namespace. The caller holds r.mu.
+// From a thread already in that namespace (a daemon serving the namespace
+// it runs in) it asks directly: a handle for another namespace enters it,
+// which needs CAP_SYS_ADMIN, and a daemon run with only the capabilities
+// of examples/mflow.service has none.
 func (r *rpsCtl) link() (netlink.Link, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if cur, err := netns.Get(); err == nil {
+		same := cur.Equal(netns.NsHandle(r.nsFD))
+		cur.Close()
+		if same {
+			return netlink.LinkByIndex(r.index)
+		}
+	}
 	h, err := netlink.NewHandleAt(netns.NsHandle(r.nsFD))
 	if err != nil {
 		return nil, err

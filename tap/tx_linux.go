@@ -31,6 +31,10 @@ type Tx struct {
 	drops  uint64 // the last KernelDrops count
 }
 
+// in6AddrGenModeNone is IN6_ADDR_GEN_MODE_NONE (linux/if_link.h): no
+// IPv6 link-local address for the device.
+const in6AddrGenModeNone = 1
+
 // OpenTx creates the transmit TAP name with the given number of queues in
 // the calling thread's network namespace and brings it up. A device of
 // that name must not exist. It fails with ErrNoTunnelGSO on kernels whose
@@ -88,9 +92,18 @@ func OpenTx(name string, queues int) (t *Tx, err error) {
 	if t.rps, err = newRPSCtl(name, t.index, false); err != nil {
 		return t, fmt.Errorf("opening transmit tap %s: %w", name, err)
 	}
-	// Nothing of the host's own is to go out of it: no IPv6 (router
-	// solicitations, MLD), no ARP. A host without IPv6 has no such file.
-	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// Nothing of the host's own is to go out of it: no ARP, and no IPv6
+	// (router solicitations, MLD). Without a link-local address the
+	// kernel sends neither; that is set over netlink, so it also holds
+	// where /proc/sys is read-only (a systemd unit's
+	// ProtectKernelTunables=yes, as examples/mflow.service has it). Where
+	// /proc/sys can be written, IPv6 is also turned off on the device. A
+	// host without IPv6 has no such file and refuses the address mode.
+	if err := netlink.LinkSetIP6AddrGenMode(link, in6AddrGenModeNone); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
+		return t, fmt.Errorf("opening transmit tap %s: IPv6 address generation off: %w", name, err)
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0); err != nil &&
+		!errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.EROFS) {
 		return t, fmt.Errorf("opening transmit tap %s: disabling IPv6: %w", name, err)
 	}
 	if err := netlink.LinkSetARPOff(link); err != nil {

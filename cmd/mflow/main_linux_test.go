@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -14,10 +15,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"mflow/bench/harness"
@@ -274,4 +277,146 @@ func benchNamespaces(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	return names
+}
+
+// TestRunAsTheUnit runs `mflow run` the way examples/mflow.service runs
+// it: as an unprivileged user with the unit's capabilities (CAP_IPC_LOCK
+// standing in for LimitMEMLOCK=infinity) and with /proc/sys and /sys
+// read-only (ProtectKernelTunables=yes), with the default configuration.
+// The daemon must start on the default transmit path (tunnel), forward
+// both ways, say what it could not set, and exit 0 on SIGTERM.
+func TestRunAsTheUnit(t *testing.T) {
+	testbedtest.RequirePrivileges(t)
+	for _, tool := range []string{"unshare", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s(1) (util-linux)", tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topo, err := testbed.Build(ctx, testbed.Options{Prefix: "mft-unit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	// The testbed turns IPv6 off in its namespaces; a host has it on, and
+	// new links get an IPv6 link-local address unless told otherwise.
+	for _, k := range []string{"net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6"} {
+		if err := topo.Host.Sysctl(k, "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "mflow-unit-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "mflow.test")
+	if err := copyFile(os.Args[0], bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "mflow.yaml")
+	cfg := fmt.Sprintf(`
+uplink: {interface: %s}
+vtep: {address: %s}
+networks:
+  - vni: %d
+    device: {type: tap, name: mflow42, bridge: %s, mtu: %d}
+    peers: [%s]
+metrics: {listen: "127.0.0.1:0"}
+`, testbed.HostUplink, testbed.HostUnderlayIP, testbed.VNI, testbed.Bridge, testbed.OverlayMTU, testbed.PeerUnderlayIP)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// In a mount namespace of its own: this network namespace's sysfs and
+	// /proc/sys, both read-only, and a /dev/net/tun open to everyone (as
+	// udev makes it; this VM's is root's only); then nobody with the
+	// unit's capabilities.
+	const caps = "+net_admin,+net_raw,+bpf,+ipc_lock"
+	script := `mount -t tmpfs -o mode=755 tmpfs /dev/net && mknod -m 666 /dev/net/tun c 10 200 &&
+mount -t sysfs -o ro sysfs /sys && mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys &&
+exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all,` + caps + ` --ambient-caps=` + caps + ` --bounding-set=-all,` + caps + ` "$0" -test.run='^$'`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, bin)
+	cmd.Env = append(os.Environ(), "MFLOW_TEST_MAIN=run -config "+path)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Started from a thread in the host namespace, the child is born there.
+	if err := topo.Host.Do(cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var log bytes.Buffer
+	var logMu sync.Mutex
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logMu.Lock()
+			log.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	logText := func() string { logMu.Lock(); defer logMu.Unlock(); return log.String() }
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("mflow run exited as the unit runs it:\n%s", logText())
+			}
+			ready = strings.Contains(l, "mflow running")
+		case <-time.After(30 * time.Second):
+			t.Fatalf("mflow run not ready after 30s:\n%s", logText())
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	p, err := traffic.Ping(ctx, topo.Ctr, netip.MustParseAddr("10.42.0.1"), 3, 20*time.Millisecond, 2*time.Second)
+	if err != nil || p.Received != 3 {
+		t.Fatalf("ping through mflow run as the unit runs it: %+v %v\n%s", p, err, logText())
+	}
+	// The transmit TAP is up without an IPv6 address (so it sends no
+	// router solicitations or MLD reports of the host's) although
+	// disable_ipv6 could not be written.
+	var v6 []netlink.Addr
+	err = topo.Host.Do(func() error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			if strings.HasPrefix(l.Attrs().Name, "mfx") {
+				a, err := netlink.AddrList(l, netlink.FAMILY_V6)
+				v6 = append(v6, a...)
+				return err
+			}
+		}
+		return errors.New("no transmit TAP (mfx…) in the host namespace")
+	})
+	if err != nil || len(v6) != 0 {
+		t.Errorf("transmit TAP's IPv6 addresses %v (%v), want none", v6, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("mflow run after SIGTERM: %v\n%s", err, logText())
+	}
+	if !strings.Contains(logText(), `msg="transmit path" path=tunnel`) {
+		t.Errorf("not on the tunnel path as the unit runs it:\n%s", logText())
+	}
+	// transmit_rps auto cannot write the RPS masks into a read-only /sys,
+	// and says so.
+	if !strings.Contains(logText(), "read-only") {
+		t.Errorf("the log does not say what could not be set on a read-only /sys:\n%s", logText())
+	}
+	t.Logf("log:\n%s", logText())
 }
