@@ -26,7 +26,7 @@ that sweep off.
 `
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	ctx, stop := hangups(ctx)
+	ctx, stdout, stderr, stop := hangups(ctx, stdout, stderr)
 	defer stop()
 	fs := newFlags("bench", stderr)
 	fs.Usage = func() {

@@ -9,7 +9,7 @@ import (
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	ctx, stop := hangups(ctx)
+	ctx, stdout, stderr, stop := hangups(ctx, stdout, stderr)
 	defer stop()
 	fs := newFlags("demo", stderr)
 	var o demo.Options

@@ -79,14 +79,56 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-// hangups returns ctx, cancelled also when the terminal hangs up (SIGHUP)
-// or the reader of stdout or stderr goes away (SIGPIPE, as in `mflow bench
-// 2>&1 | head`). The commands that build a testbed use it, so that they
-// remove it and exit as after Ctrl-C instead of dying with their
-// namespaces left behind. Writes to a closed pipe fail with EPIPE from then
-// on; stop restores the default actions.
-func hangups(ctx context.Context) (_ context.Context, stop context.CancelFunc) {
-	return signal.NotifyContext(ctx, syscall.SIGHUP, syscall.SIGPIPE)
+// hangups returns ctx, cancelled also when the terminal hangs up (SIGHUP,
+// unless the process started with it ignored, as under nohup) or when a
+// write to stdout or stderr finds the reader gone (EPIPE, as in `mflow
+// bench 2>&1 | head`), and the writers to use for them. The commands that
+// build a testbed use it, so that they remove it and exit as after Ctrl-C
+// instead of dying with their namespaces left behind. SIGPIPE is caught
+// (and otherwise ignored) so that such a write fails instead of killing
+// the process; a broken pipe elsewhere (a socket, a child's stdin) stays
+// an error of its own and ends nothing. stop restores the defaults.
+func hangups(ctx context.Context, stdout, stderr io.Writer) (_ context.Context, out, errOut io.Writer, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
+	hup := make(chan os.Signal, 1)
+	if !signal.Ignored(syscall.SIGHUP) {
+		signal.Notify(hup, syscall.SIGHUP)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-pipe: // the failing write says which stream it was
+			case <-hup:
+				cancel()
+			case <-done:
+				return
+			}
+		}
+	}()
+	stop = func() {
+		signal.Stop(pipe)
+		signal.Stop(hup)
+		close(done)
+		cancel()
+	}
+	return ctx, cancelOnEPIPE{stdout, cancel}, cancelOnEPIPE{stderr, cancel}, stop
+}
+
+// cancelOnEPIPE is a writer that cancels when a write fails with EPIPE.
+type cancelOnEPIPE struct {
+	w      io.Writer
+	cancel context.CancelFunc
+}
+
+func (c cancelOnEPIPE) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		c.cancel()
+	}
+	return n, err
 }
 
 // newFlags returns a flag set that reports errors to stderr and does not
