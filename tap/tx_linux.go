@@ -94,11 +94,12 @@ func OpenTx(name string, queues int) (t *Tx, err error) {
 	}
 	// Nothing of the host's own is to go out of it: no ARP, and no IPv6
 	// (router solicitations, MLD). Without a link-local address the
-	// kernel sends neither; that is set over netlink, so it also holds
-	// where /proc/sys is read-only (a systemd unit's
+	// kernel sends no router solicitations; that is set over netlink, so
+	// it also holds where /proc/sys is read-only (a systemd unit's
 	// ProtectKernelTunables=yes, as examples/mflow.service has it). Where
-	// /proc/sys can be written, IPv6 is also turned off on the device. A
-	// host without IPv6 has no such file and refuses the address mode.
+	// /proc/sys can be written, IPv6 is also turned off on the device,
+	// which silences MLD as well. A host without IPv6 has no such file and
+	// refuses the address mode.
 	if err := netlink.LinkSetIP6AddrGenMode(link, in6AddrGenModeNone); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
 		return t, fmt.Errorf("opening transmit tap %s: IPv6 address generation off: %w", name, err)
 	}
