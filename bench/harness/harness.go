@@ -680,9 +680,14 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 					for j := range res[i].Samples {
 						res[i].Samples[j].Round = round
 					}
+					if res[i].Error != "" {
+						res[i].Error = fmt.Sprintf("round %d: %s", round, res[i].Error)
+					}
 				}
+				rep.Results = mergeResults(rep.Results, res)
+			} else {
+				rep.Results = append(rep.Results, res...)
 			}
-			rep.Results = mergeResults(rep.Results, res)
 			if err != nil {
 				label := m.label()
 				if o.Rounds > 1 {
@@ -705,7 +710,9 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 
 // mergeResults adds the results of a mode's round to all: a step already
 // there (same mode and step) gets the new samples and is summarised
-// again, and keeps the first error it had; a new one is appended.
+// again, and keeps the first error it had (a step with an error is left
+// out of the comparisons with the kernel, whichever round failed); a new
+// one is appended.
 func mergeResults(all, round []Result) []Result {
 	for _, r := range round {
 		i := slices.IndexFunc(all, func(a Result) bool { return a.Mode == r.Mode && a.Step == r.Step })

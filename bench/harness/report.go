@@ -579,7 +579,7 @@ func (r *Report) writeSummary(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Delivered, goodput and transactions/s: above 1 is better than the kernel. Loss and RTT: above 1 is worse (loss counted as at least 0.1 %).")
 	if r.Options.Rounds > 1 {
-		fmt.Fprintln(w, "With rounds, [min–max] after a ratio is its range over the rounds (each round's median of the mode ÷ the kernel's in the same round).")
+		fmt.Fprintln(w, "With rounds, [min–max] after a ratio is its range over the rounds (each round's median of the mode ÷ the kernel's in the same round); the ratio itself is of the medians over all rounds, which with several repetitions per round can fall outside that range.")
 	}
 	fmt.Fprintln(w)
 }
