@@ -313,9 +313,9 @@ func benchNamespaces(t *testing.T) []string {
 // memlock limit (LimitMEMLOCK=infinity), no new privileges, and /proc/sys
 // and /sys read-only (ProtectKernelTunables=yes); not the unit's other
 // restrictions (address families, namespaces, device policy, a dynamic
-// user). With the default configuration the daemon must start on the
-// default transmit path (tunnel), forward both ways, say what it could not
-// set, and exit 0 on SIGTERM.
+// user). With the default configuration `mflow check` must pass, and the
+// daemon must start on the default transmit path (tunnel), forward both
+// ways, say what it could not set, and exit 0 on SIGTERM.
 func TestRunAsTheUnit(t *testing.T) {
 	testbedtest.RequirePrivileges(t)
 	for _, tool := range []string{"unshare", "setpriv"} {
@@ -372,6 +372,15 @@ mount -t sysfs -o ro sysfs /sys && mount --bind /proc/sys /proc/sys && mount -o 
 caps=+net_admin,+net_raw,+bpf
 ulimit -l unlimited 2>/dev/null || caps=$caps,+ipc_lock
 exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs --inh-caps=-all,$caps --ambient-caps=$caps --bounding-set=-all,$caps "$0" -test.run='^$'`
+	// First `mflow check`, in the same sandbox: it must pass.
+	check := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, bin)
+	check.Env = append(os.Environ(), "MFLOW_TEST_MAIN=check -config "+path)
+	var checkOut bytes.Buffer
+	check.Stdout, check.Stderr = &checkOut, &checkOut
+	if err := topo.Host.Do(check.Run); err != nil {
+		t.Fatalf("mflow check as the unit runs it: %v\n%s", err, checkOut.String())
+	}
+	t.Logf("mflow check:\n%s", checkOut.String())
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, bin)
 	cmd.Env = append(os.Environ(), "MFLOW_TEST_MAIN=run -config "+path)
 	stderr, err := cmd.StderrPipe()
