@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -67,6 +68,10 @@ func RunDaemonChild() {
 	if !ok {
 		return
 	}
+	// A log write to a parent that has stopped reading fails with EPIPE
+	// instead of killing the daemon before it tears down; the parent
+	// still stops it through stdin.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(runChild(yaml, os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -43,6 +43,11 @@ func runMode(ctx context.Context, o *Options, m Mode, p *progress) (results []Re
 				sm, serr = e.udp(ctx, s)
 			}
 			p.done++
+			if serr != nil && ctx.Err() != nil {
+				// Interrupted: the namespaces were closed under the
+				// repetition, which is not a failure of the step.
+				break
+			}
 			if serr != nil {
 				res.Error = serr.Error()
 				p.line("%s: %s: %v", m.Name, s, serr)

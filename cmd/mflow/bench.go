@@ -168,6 +168,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "mflow bench: %v\n", err)
 		return exitRuntime
 	}
+	if ctx.Err() != nil {
+		// The run was complete, but its report's reader went away (the
+		// markdown is cut short; the files of --out are whole).
+		fmt.Fprintln(stderr, "mflow bench: interrupted while the report was being written")
+		return exitRuntime
+	}
 	if rep.Failed() {
 		fmt.Fprintln(stderr, "mflow bench: some steps failed (see the table)")
 		return exitRuntime

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"mflow/bench/harness"
@@ -108,11 +109,14 @@ func hangups(ctx context.Context, stdout, stderr io.Writer) (_ context.Context, 
 			}
 		}
 	}()
+	var once sync.Once
 	stop = func() {
-		signal.Stop(pipe)
-		signal.Stop(hup)
-		close(done)
-		cancel()
+		once.Do(func() {
+			signal.Stop(pipe)
+			signal.Stop(hup)
+			close(done)
+			cancel()
+		})
 	}
 	return ctx, cancelOnEPIPE{stdout, cancel}, cancelOnEPIPE{stderr, cancel}, stop
 }
