@@ -527,3 +527,48 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs --inh-cap
 	}
 	t.Logf("log:\n%s", logText())
 }
+
+// TestBenchReportReaderGone runs a short `mflow bench` whose stdout (the
+// markdown report) nobody reads, as `mflow bench | head -1` after head
+// has exited: the run completes, its --out files are whole, and the exit
+// status says the report was cut short.
+func TestBenchReportReaderGone(t *testing.T) {
+	testbedtest.RequirePrivileges(t)
+	out := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MFLOW_TEST_MAIN=bench --modes single --dirs decap --sizes 64 --flows 1 --tcp-sizes= --rr-sizes= --rates= --reorder-batches= --reorder-wire=false --duration 200ms --reps 1 --out "+out)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // the reader is gone before the first write
+	var errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = w, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	waited := make(chan struct{})
+	go func() { cmd.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-waited
+		t.Fatalf("mflow bench still running after 60 s:\n%s", errOut.String())
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		t.Fatalf("mflow bench killed by %v:\n%s", ws.Signal(), errOut.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitRuntime || !strings.Contains(errOut.String(), "interrupted while the report was being written") {
+		t.Fatalf("exit %d, want %d with a message that the report was cut short:\n%s", code, exitRuntime, errOut.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep harness.Report
+	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Results) != 1 || len(rep.Results[0].Samples) != 1 || rep.Results[0].Error != "" {
+		t.Fatalf("report.json: %v, %+v; want the step with its one repetition", err, rep.Results)
+	}
+}
