@@ -19,6 +19,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"mflow/bench/testbed"
@@ -886,5 +887,57 @@ func TestTxKernelDrops(t *testing.T) {
 	}
 	if got := tx.KernelDrops(); got != n {
 		t.Fatalf("KernelDrops() after Close = %d, want %d", got, n)
+	}
+}
+
+// TestTxKernelDropsWithoutSysAdmin reads the transmit TAP's drop counter
+// from a thread in the TAP's namespace that lacks CAP_SYS_ADMIN, as a
+// daemon run with the systemd unit's capabilities does: it must not need
+// to enter the namespace (setns), which that daemon may not.
+func TestTxKernelDropsWithoutSysAdmin(t *testing.T) {
+	ns := newNS(t)
+	var tx *Tx
+	do(t, ns, func() (err error) { tx, err = OpenTx("mfxcap", 1); return err })
+	defer tx.Close()
+	pkt := make([]byte, TunnelHdrLen+60) // a zero header: a plain frame
+	copy(pkt[TunnelHdrLen:], []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5})
+	const n = 7
+	for range n {
+		if err := tx.Write(0, pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type result struct {
+		drops uint64
+		err   error
+	}
+	res := make(chan result, 1)
+	go func() {
+		// This thread is changed for good: it stays locked, so that it
+		// ends with the goroutine.
+		runtime.LockOSThread()
+		if err := netns.Set(ns.Handle()); err != nil {
+			res <- result{err: err}
+			return
+		}
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			res <- result{err: err}
+			return
+		}
+		data[unix.CAP_SYS_ADMIN/32].Effective &^= 1 << (unix.CAP_SYS_ADMIN % 32)
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			res <- result{err: err}
+			return
+		}
+		res <- result{drops: tx.KernelDrops()}
+	}()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.drops != n {
+		t.Fatalf("KernelDrops() without CAP_SYS_ADMIN = %d after %d unhandled packets", r.drops, n)
 	}
 }
