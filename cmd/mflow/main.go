@@ -103,6 +103,8 @@ func hangups(ctx context.Context, stdout, stderr io.Writer) (_ context.Context, 
 			select {
 			case <-pipe: // the failing write says which stream it was
 			case <-hup:
+				// As with Ctrl-C, a second one ends a shutdown that hangs.
+				signal.Stop(hup)
 				cancel()
 			case <-done:
 				return
