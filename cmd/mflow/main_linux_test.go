@@ -390,29 +390,9 @@ func TestRunAsTheUnit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dir, err := os.MkdirTemp("", "mflow-unit-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "mflow.test")
-	if err := copyFile(os.Args[0], bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := nobodyDir(t)
 	path := filepath.Join(dir, "mflow.yaml")
-	cfg := fmt.Sprintf(`
-uplink: {interface: %s}
-vtep: {address: %s}
-networks:
-  - vni: %d
-    device: {type: tap, name: mflow42, bridge: %s, mtu: %d}
-    peers: [%s]
-metrics: {listen: "127.0.0.1:0"}
-`, testbed.HostUplink, testbed.HostUnderlayIP, testbed.VNI, testbed.Bridge, testbed.OverlayMTU, testbed.PeerUnderlayIP)
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(path, testbed.MflowConfig(""), 0o644); err != nil { // the defaults
 		t.Fatal(err)
 	}
 	// In a mount namespace of its own: this network namespace's sysfs and

@@ -25,19 +25,7 @@ import (
 // is not 0, that RLIMIT_MEMLOCK, and returns its exit code and log.
 func runUnprivileged(t *testing.T, topo *testbed.Topology, caps []uintptr, memlock uint64) (int, string) {
 	t.Helper()
-	// nobody must be able to reach the binary and the file.
-	dir, err := os.MkdirTemp("", "mflow-privs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "mflow.test")
-	if err := copyFile(os.Args[0], bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := nobodyDir(t)
 	path := filepath.Join(dir, "mflow.yaml")
 	if err := os.WriteFile(path, testbed.MflowConfig("policy: single"), 0o644); err != nil {
 		t.Fatal(err)
@@ -69,6 +57,25 @@ func runUnprivileged(t *testing.T, topo *testbed.Topology, caps []uintptr, memlo
 		t.Fatalf("mflow run as nobody still running after 30s:\n%s", log.String())
 	}
 	return 0, ""
+}
+
+// nobodyDir returns a directory that the user nobody can reach, removed
+// at the end of the test, holding a copy of this test binary (bin).
+func nobodyDir(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mflow-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(dir, "mflow.test")
+	if err := copyFile(os.Args[0], bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, bin
 }
 
 func copyFile(from, to string, mode os.FileMode) error {
