@@ -99,6 +99,14 @@ type Options struct {
 	// Rates are offered loads in packets per second for the latency
 	// steps; empty means none.
 	Rates []float64 `json:"rates,omitempty"`
+	// UDPRates are offered loads in packets per second at which every
+	// UDP step of the size sweep is measured once more, paced, in each
+	// direction: loss at the same offered rate in every mode, where the
+	// unpaced steps let each path's generator offer what its CPU
+	// leaves it. The generator keeps its GenBatch bursts (Rate/GenBatch
+	// flushes a second). Not in ceiling, whose encap transmit is not
+	// paced. Empty means unpaced steps only.
+	UDPRates []float64 `json:"udp_rates,omitempty"`
 	// ReorderBatches are the batch sizes of the Fig. 7 experiments (in
 	// memory, and on the testbed with ReorderWire); empty means none.
 	// ReorderWorkers sizes both, ReorderPackets the in-memory one.
@@ -406,8 +414,9 @@ func (o *Options) Expand() ([]Mode, error) {
 }
 
 // StepsFor returns the steps measured in mode m, per direction: the size
-// sweep at the first flow count, the flows sweep at the first size, the
-// TCP sizes × streams × clients; then the request/response steps and the
+// sweep at the first flow count (unpaced, then at each of UDPRates except
+// in ceiling), the flows sweep at the first size, the TCP sizes × streams
+// × clients; then the request/response steps and the
 // latency rates (ceiling has only UDP steps: nothing reaches a container
 // there).
 func (o *Options) StepsFor(m Mode) []Step {
@@ -418,6 +427,14 @@ func (o *Options) StepsFor(m Mode) []Step {
 	for _, dir := range o.Dirs {
 		for _, s := range o.Sizes {
 			steps = append(steps, Step{Kind: KindUDP, Dir: dir, Size: s, Flows: o.Flows[0]})
+		}
+		for _, r := range o.UDPRates {
+			if m.Kind == ModeCeiling {
+				break // its encap transmit is not paced: a ceiling, not a load
+			}
+			for _, s := range o.Sizes {
+				steps = append(steps, Step{Kind: KindUDP, Dir: dir, Size: s, Flows: o.Flows[0], Rate: r})
+			}
 		}
 		for _, f := range o.Flows[1:] {
 			steps = append(steps, Step{Kind: KindUDP, Dir: dir, Size: o.Sizes[0], Flows: f})
@@ -575,6 +592,13 @@ func (o *Options) fill() error {
 	for _, s := range o.TCPSizes {
 		if s < 1 || s > traffic.MaxWrite {
 			return fmt.Errorf("checking options: TCP message size %d outside [1, 16 MiB]", s)
+		}
+	}
+	for _, rates := range [][]float64{o.Rates, o.UDPRates} {
+		for _, r := range rates {
+			if !(r >= 1 && r <= 100e6) { // also NaN
+				return fmt.Errorf("checking options: offered load %g packets/s outside [1, 1e8]", r)
+			}
 		}
 	}
 	for _, c := range o.GenCPUs {

@@ -298,18 +298,48 @@ func TestExpandAndSteps(t *testing.T) {
 	// ceiling has only UDP steps; others have all kinds. UDP and TCP
 	// steps come in both directions.
 	o.TCPClients = []string{ClientBuiltin, ClientIperf3}
+	o.UDPRates = []float64{150e3, 20e3}
 	for _, m := range modes {
 		kinds := map[string]int{}
 		dirs := map[string]int{}
 		loaded := 0
+		paced := map[string]bool{}
 		for _, s := range o.StepsFor(m) {
 			kinds[s.Kind]++
 			dirs[s.Kind+"/"+s.Dir]++
 			if s.Load != "" {
 				loaded++
 			}
+			if s.Kind == KindUDP && s.Rate > 0 {
+				if s.Flows != o.Flows[0] {
+					t.Errorf("%s: paced step %s not at the first flow count", m.Name, s)
+				}
+				paced[s.String()] = true
+			}
 		}
-		wantUDP := len(o.Sizes) + len(o.Flows) - 1
+		// Each size of the sweep once more at each paced rate, both ways
+		// (not in ceiling, whose transmit is not paced).
+		rates := o.UDPRates
+		if m.Kind == ModeCeiling {
+			rates = nil
+			if len(paced) != 0 {
+				t.Errorf("ceiling has paced steps %v", paced)
+			}
+		}
+		for _, dir := range []string{DirDecap, DirEncap} {
+			if rates == nil {
+				break
+			}
+			for _, size := range o.Sizes {
+				for _, r := range []string{"150", "20"} {
+					name := fmt.Sprintf("udp %s size=%d flows=%d rate=%skpps", dir, size, o.Flows[0], r)
+					if !paced[name] {
+						t.Errorf("%s: no step %q among %v", m.Name, name, paced)
+					}
+				}
+			}
+		}
+		wantUDP := len(o.Sizes)*(1+len(rates)) + len(o.Flows) - 1
 		if dirs[KindUDP+"/"+DirDecap] != wantUDP || dirs[KindUDP+"/"+DirEncap] != wantUDP {
 			t.Errorf("%s: UDP steps by direction %v, want %d each", m.Name, dirs, wantUDP)
 		}
@@ -329,7 +359,7 @@ func TestExpandAndSteps(t *testing.T) {
 			t.Errorf("%s: %d rr steps (%d loaded), want %d (%d)", m.Name, kinds[KindRR], loaded, wantRR, len(o.RRProtos)*len(o.RRLoads))
 		}
 	}
-	o.TCPClients = nil
+	o.TCPClients, o.UDPRates = nil, nil
 	// The wire Fig. 7 sweep: merger off then on, one mode per batch size,
 	// each with its one step.
 	o.ReorderBatches, o.ReorderWorkers, o.ReorderWire = []int{1, 256}, 3, true
@@ -542,6 +572,27 @@ func TestRoundsOption(t *testing.T) {
 	o.Rounds = 0
 	if err := o.fill(); err != nil || o.Rounds != 1 {
 		t.Errorf("0 rounds: %v, rounds %d; want the default 1", err, o.Rounds)
+	}
+}
+
+func TestOfferedLoadOptions(t *testing.T) {
+	for _, r := range []float64{0, -5, 0.5, math.NaN(), 2e8} {
+		for _, field := range []string{"rates", "udp_rates"} {
+			o := QuickOptions()
+			if field == "rates" {
+				o.Rates = []float64{r}
+			} else {
+				o.UDPRates = []float64{r}
+			}
+			if err := o.fill(); err == nil {
+				t.Errorf("%s %g accepted", field, r)
+			}
+		}
+	}
+	o := QuickOptions()
+	o.UDPRates = []float64{150e3}
+	if err := o.fill(); err != nil {
+		t.Errorf("udp_rates 150e3: %v", err)
 	}
 }
 

@@ -28,6 +28,7 @@ func TestAllModes(t *testing.T) {
 	o.TCPSizes, o.TCPStreams = []int{65536}, []int{1}
 	o.RRSizes, o.RRLoads = []int{1}, []string{DirEncap}
 	o.Rates = []float64{20000}
+	o.UDPRates = []float64{20000}
 	o.ReorderBatches = nil
 	o.Devices = []string{"tap", "veth"}
 	o.Duration, o.Reps = 300*time.Millisecond, 1
@@ -69,6 +70,13 @@ func TestAllModes(t *testing.T) {
 			}
 			if m[MDuplicates].Median != 0 {
 				t.Errorf("%s %s: %v duplicates", r.Mode, r.Step, m[MDuplicates].Median)
+			}
+			if r.Step.Kind == KindUDP && r.Step.Rate > 0 {
+				// A paced step offers its rate: far below what any path
+				// here carries, so the generator keeps its schedule.
+				if off := m[MOfferedMpps].Median * 1e6; off > 1.25*r.Step.Rate || off < 0.5*r.Step.Rate {
+					t.Errorf("%s %s: offered %.0f packets/s", r.Mode, r.Step, off)
+				}
 			}
 			if r.Step.Kind == KindLatency && m[MRTTP50].N == 0 {
 				t.Errorf("%s %s: no round-trip samples", r.Mode, r.Step)

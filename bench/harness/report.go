@@ -71,8 +71,8 @@ type Step struct {
 	// Load is the direction of the background TCP stream of a loaded rr
 	// step, "" at idle.
 	Load string `json:"load,omitempty"`
-	// Rate is the offered load in packets per second (latency; 0 is as
-	// fast as possible).
+	// Rate is the offered load in packets per second (latency, and udp
+	// steps from Options.UDPRates; 0 is as fast as possible).
 	Rate float64 `json:"rate,omitempty"`
 	// Batch and Workers are the engine's (reorder, wire-reorder).
 	Batch   int `json:"batch,omitempty"`
@@ -104,7 +104,11 @@ func (s Step) String() string {
 	case KindWireReorder:
 		return fmt.Sprintf("udp size=%d batch=%d workers=%d", s.Size, s.Batch, s.Workers)
 	}
-	return fmt.Sprintf("udp %s size=%d flows=%d", s.dir(), s.Size, s.Flows)
+	str := fmt.Sprintf("udp %s size=%d flows=%d", s.dir(), s.Size, s.Flows)
+	if s.Rate > 0 {
+		str += fmt.Sprintf(" rate=%.0fkpps", s.Rate/1e3)
+	}
+	return str
 }
 
 // dir is Dir with the default of results that predate it.

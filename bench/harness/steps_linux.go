@@ -95,8 +95,12 @@ func (e *env) frame(dir string, size int) (gen.Frame, error) {
 // genOptions returns the generator's options for a step.
 func (e *env) genOptions(f gen.Frame, s Step) gen.Options {
 	g := gen.Options{SeqOffset: f.SeqOffset, TimeOffset: f.TimeOffset, CPUs: e.o.GenCPUs, BatchSize: e.o.GenBatch, Rate: s.Rate}
-	if s.Rate > 0 {
-		g.BatchSize = 0 // gen picks a batch that keeps pacing fine-grained
+	if s.Rate > 0 && s.Kind == KindLatency {
+		// gen picks a batch that keeps pacing fine-grained for the
+		// latency probes. A paced UDP step keeps the unpaced steps'
+		// batch: each flush costs the kernel's in-context path alike,
+		// so both paths are offered the same rate in the same bursts.
+		g.BatchSize = 0
 	}
 	if s.Flows > 1 {
 		g.FlowOffsets = f.SrcPortOffsets
