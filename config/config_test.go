@@ -90,7 +90,7 @@ networks:
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
 		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "max_learned: 4096", "learn_rate: 1000", "mtu: 1450", "type: tap", "level: info",
-		"source_ports: 49152-65535", "transmit: auto", "spin_us: 50", "inline: 16", "transmit_rps: auto", "tap_rps: \"off\""} {
+		"source_ports: 49152-65535", "transmit: auto", "spin_us: 50", "inline: 16", "transmit_rps: auto", "tap_rps: \"off\"", "rx_ring: 8192"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
 		}
@@ -181,6 +181,9 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate queue", edit(t, 3, "  queues: [1, 1]"), []string{"line 3", "uplink.queues[1]", "twice"}},
 		{"empty queue list", edit(t, 3, "  queues: []"), []string{"line 3", "uplink.queues"}},
 		{"bad xdp mode", edit(t, 4, "  xdp_mode: turbo"), []string{"line 4", "uplink.xdp_mode", "turbo"}},
+		{"rx ring not a power of two", edit(t, 4, "  rx_ring: 5000"), []string{"line 4", "uplink.rx_ring", "5000", "power of two"}},
+		{"rx ring too small", edit(t, 4, "  rx_ring: 256"), []string{"line 4", "uplink.rx_ring", "256"}},
+		{"rx ring too large", edit(t, 4, "  rx_ring: 131072"), []string{"line 4", "uplink.rx_ring", "131072"}},
 		{"missing interface", edit(t, 2, ""), []string{"line 2", "uplink.interface", "required"}},
 		{"long interface", edit(t, 2, "  interface: abcdefghijklmnop"), []string{"line 2", "uplink.interface", "15 bytes"}},
 		{"bad address", edit(t, 6, "  address: 192.0.2.300"), []string{"line 6", "vtep.address", "not an IP"}},
@@ -437,5 +440,18 @@ func TestLineOf(t *testing.T) {
 		if got := lineOf(c.root, path); got != want {
 			t.Errorf("lineOf(%q) = %d, want %d", path, got, want)
 		}
+	}
+}
+
+func TestRxRing(t *testing.T) {
+	c, err := Parse([]byte(edit(t, 4, "  rx_ring: 1024")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Uplink.RxRing != 1024 || c.Uplink.UMEMBytes() != 4<<20 {
+		t.Errorf("rx_ring %d, UMEM %d bytes; want 1024 and 4 MiB", c.Uplink.RxRing, c.Uplink.UMEMBytes())
+	}
+	if d := Default().Uplink; d.RxRing != DefaultRxRing || d.UMEMBytes() != 32<<20 {
+		t.Errorf("default rx_ring %d, UMEM %d bytes; want %d and 32 MiB", d.RxRing, d.UMEMBytes(), DefaultRxRing)
 	}
 }

@@ -30,7 +30,7 @@ func checkHost(cfg *config.Config) []Check {
 		}
 	}
 	add("capabilities", checkCaps(), "CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF")
-	add("memlock", checkMemlock(), "RLIMIT_MEMLOCK is unlimited or can be raised")
+	add("memlock", checkMemlock(cfg), "RLIMIT_MEMLOCK is unlimited or can be raised")
 	add("AF_XDP sockets", checkSocket(unix.AF_XDP, unix.SOCK_RAW), "socket(AF_XDP) works")
 	_, err := os.Stat("/dev/net/tun")
 	add("TUN/TAP", err, "/dev/net/tun present")
@@ -322,7 +322,10 @@ func missingCaps() []string {
 	return missing
 }
 
-func checkMemlock() error {
+// checkMemlock verifies that the UMEMs of the queues cfg serves (at
+// least one with queues: all, whose count the host decides) and the BPF
+// maps fit under RLIMIT_MEMLOCK, or that the limit does not apply.
+func checkMemlock(cfg *config.Config) error {
 	var r unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &r); err != nil {
 		return fmt.Errorf("read RLIMIT_MEMLOCK: %w", err)
@@ -330,9 +333,11 @@ func checkMemlock() error {
 	if r.Cur == unix.RLIM_INFINITY || r.Max == unix.RLIM_INFINITY || hasCap(capIPCLock) {
 		return nil
 	}
-	const need = 64 << 20 // a few UMEMs of 8 MiB plus BPF maps
+	queues := max(len(cfg.Uplink.Queues.List), 1)
+	need := uint64(queues)*cfg.Uplink.UMEMBytes() + 16<<20 // and the BPF maps
 	if r.Max < need {
-		return errors.New("RLIMIT_MEMLOCK hard limit is below 64 MiB and cannot be raised, and CAP_IPC_LOCK is missing: set LimitMEMLOCK=infinity (systemd) or ulimit -l unlimited")
+		return fmt.Errorf("RLIMIT_MEMLOCK hard limit (%d MiB) is below the %d MiB that %d queue(s) of uplink.rx_ring %d frames need (2 × rx_ring frames of 2 KiB each, plus BPF maps), and CAP_IPC_LOCK is missing: set LimitMEMLOCK=infinity (systemd) or ulimit -l unlimited, or lower uplink.rx_ring",
+			r.Max>>20, need>>20, queues, cfg.Uplink.RxRing)
 	}
 	return nil
 }

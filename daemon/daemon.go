@@ -22,8 +22,9 @@ type Options struct {
 	Enter func(fn func() error) error
 	// Logger receives the daemon's structured log.
 	Logger *slog.Logger
-	// Frames is the UMEM size of each socket in frames; 0 means
-	// xsk.DefaultNumFrames.
+	// Frames is the UMEM size of each socket in frames, with the xsk
+	// package's default rings; 0 means the config's uplink.rx_ring
+	// (rings of that size, twice as many frames).
 	Frames int
 	// Unordered bypasses the merger of the microflow policy: frames reach
 	// the devices in the order the workers finish their micro-flows, so

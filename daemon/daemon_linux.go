@@ -206,7 +206,15 @@ func (d *daemon) setup(o Options) error {
 		return fmt.Errorf("%w: load XDP program: %w", ErrSetup, err)
 	}
 	for _, q := range d.queues {
-		s, err := xsk.Open(d.uplinkIndex, q, xsk.Options{NumFrames: o.Frames})
+		xo := xsk.Options{NumFrames: o.Frames}
+		if o.Frames == 0 {
+			// The fill ring gets the rx ring's size in frames, and the
+			// UMEM as many again for the transmit side (NumFrames is a
+			// power of two; the transmit side takes what it needs).
+			r := cfg.Uplink.RxRing
+			xo = xsk.Options{NumFrames: 2 * r, FillSize: r, RxSize: r}
+		}
+		s, err := xsk.Open(d.uplinkIndex, q, xo)
 		if err != nil && all && q > 0 && errors.Is(err, unix.EINVAL) {
 			// A device may allocate more receive queues than it uses
 			// (a veth made by iproute2 allocates one per possible
