@@ -163,7 +163,11 @@ func (e *env) startDaemon() error {
 	if m.TransmitRPS != "" {
 		vtep = fmt.Sprintf("transmit_rps: %q", m.TransmitRPS)
 	}
-	yaml := testbed.MflowConfigVTEP(device, vtep, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus))
+	uplink := ""
+	if m.RxRing > 0 {
+		uplink = fmt.Sprintf("rx_ring: %d", m.RxRing)
+	}
+	yaml := testbed.MflowConfigKeys(device, uplink, vtep, fmt.Sprintf("policy: %s, workers: %d, batch: %d%s", m.Policy, m.Workers, batch, cpus))
 	cfg, err := config.Parse(yaml)
 	if err != nil {
 		return fmt.Errorf("configuring mflow: %w", err)

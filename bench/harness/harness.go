@@ -70,6 +70,9 @@ type Options struct {
 	// TransmitRPS are values of mflow's vtep.transmit_rps to measure (as
 	// TapRPS), named with a -txrps<value> suffix when there are several.
 	TransmitRPS []string `json:"transmit_rps,omitempty"`
+	// RxRings are values of mflow's uplink.rx_ring to measure (0: the
+	// default), named with a -ringN suffix when there are several.
+	RxRings []int `json:"rx_rings,omitempty"`
 	// Sizes are UDP payload sizes in bytes (16 to 1422); the first is the
 	// size of the flows sweep and of the latency steps.
 	Sizes []int `json:"sizes"`
@@ -235,6 +238,8 @@ type Mode struct {
 	TapRPS string
 	// TransmitRPS is mflow's vtep.transmit_rps ("": the config's default).
 	TransmitRPS string
+	// RxRing is mflow's uplink.rx_ring (0: the config's default).
+	RxRing int
 }
 
 // label names m in progress lines and warnings: the name, plus the batch
@@ -329,6 +334,15 @@ func (o *Options) Expand() ([]Mode, error) {
 			return nil, fmt.Errorf("expanding modes: transmit RPS: %w", err)
 		}
 	}
+	rings := o.RxRings
+	if len(rings) == 0 {
+		rings = []int{0}
+	}
+	for _, r := range rings {
+		if r != 0 && (r < config.MinRxRing || r > config.MaxRxRing || r&(r-1) != 0) {
+			return nil, fmt.Errorf("expanding modes: rx ring %d is not 0 or a power of two from %d to %d", r, config.MinRxRing, config.MaxRxRing)
+		}
+	}
 	var out []Mode
 	// Each list of values multiplies the mflow modes; a value names its
 	// modes with a suffix unless it is the only one and the default.
@@ -383,6 +397,11 @@ func (o *Options) Expand() ([]Mode, error) {
 		each(len(txrpss), func(mm *Mode, i int) {
 			if mm.TransmitRPS = txrpss[i]; i > 0 || len(txrpss) > 1 && mm.TransmitRPS != "" {
 				mm.Name += "-txrps" + mm.TransmitRPS
+			}
+		})
+		each(len(rings), func(mm *Mode, i int) {
+			if mm.RxRing = rings[i]; i > 0 || len(rings) > 1 && mm.RxRing > 0 {
+				mm.Name += fmt.Sprintf("-ring%d", mm.RxRing)
 			}
 		})
 		out = append(out, ms...)

@@ -516,6 +516,23 @@ func TestExpandVariants(t *testing.T) {
 	if _, err := o.Expand(); err == nil || !strings.Contains(err.Error(), "spin") {
 		t.Errorf("Expand with spin above the most: %v, want an error", err)
 	}
+	o.Spins, o.RxRings = nil, []int{0, 2048}
+	if modes, err = o.Expand(); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, m := range modes {
+		got = append(got, fmt.Sprintf("%s=%d", m.Name, m.RxRing))
+	}
+	if want := []string{"microflow=0", "microflow-ring2048=2048"}; !slices.Equal(got, want) {
+		t.Errorf("rx ring modes %q, want %q", got, want)
+	}
+	for _, r := range []int{-1, 256, 3000, 1 << 17} {
+		o.RxRings = []int{r}
+		if _, err := o.Expand(); err == nil || !strings.Contains(err.Error(), "rx ring") {
+			t.Errorf("Expand with rx ring %d: %v, want an error", r, err)
+		}
+	}
 }
 
 func TestMergeResults(t *testing.T) {

@@ -102,11 +102,20 @@ func MflowConfigDevice(device, steering string) []byte {
 // MflowConfigVTEP is MflowConfigDevice with more keys in the vtep mapping:
 // vtep is their body, e.g. `transmit_rps: "off"` ("" for none).
 func MflowConfigVTEP(device, vtep, steering string) []byte {
+	return MflowConfigKeys(device, "", vtep, steering)
+}
+
+// MflowConfigKeys is MflowConfigVTEP with more keys in the uplink mapping
+// too: uplink is their body, e.g. `rx_ring: 2048` ("" for none).
+func MflowConfigKeys(device, uplink, vtep, steering string) []byte {
+	if uplink != "" {
+		uplink = ", " + uplink
+	}
 	if vtep != "" {
 		vtep = ", " + vtep
 	}
 	return []byte(fmt.Sprintf(`
-uplink: {interface: %s}
+uplink: {interface: %s%s}
 vtep: {address: %s, port: %d%s}
 networks:
   - vni: %d
@@ -114,5 +123,5 @@ networks:
     peers: [%s]
 steering: {%s}
 metrics: {listen: ""}
-`, HostUplink, HostUnderlayIP, VxLANPort, vtep, VNI, device, MflowVeth, Bridge, OverlayMTU, PeerUnderlayIP, steering))
+`, HostUplink, uplink, HostUnderlayIP, VxLANPort, vtep, VNI, device, MflowVeth, Bridge, OverlayMTU, PeerUnderlayIP, steering))
 }
