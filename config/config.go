@@ -98,9 +98,10 @@ type Uplink struct {
 	XDPMode XDPMode `yaml:"xdp_mode"`
 	// RxRing is the size, in frames, of the AF_XDP receive ring and of
 	// the fill ring of each queue: a power of two from 512 to 65536
-	// (default DefaultRxRing). It is the burst a queue absorbs while
-	// mflow's receiving thread waits for a CPU; what arrives beyond it is
-	// dropped (counted as xsk_rx_dropped). Each queue's packet memory
+	// (default DefaultRxRing). It is the burst a queue absorbs when
+	// frames arrive faster than mflow reads them (as they do after the
+	// receiving CPU was busy elsewhere); what arrives beyond it is dropped
+	// (counted as xsk_rx_dropped). A reload cannot change it. Each queue's packet memory
 	// (UMEM) holds twice as many frames of 2 KiB, pinned and charged to
 	// RLIMIT_MEMLOCK: 32 MiB a queue at the default.
 	RxRing int `yaml:"rx_ring"`
