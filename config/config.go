@@ -109,7 +109,7 @@ type Uplink struct {
 
 // DefaultRxRing is uplink.rx_ring when the config names none. On the
 // 2-CPU test VM it took a paced 150 kpps flow from 7-15 % loss (at the
-// earlier 2 048) to none (BENCHMARKS.md, "The receive ring").
+// earlier 2 048) to none (BENCHMARKS.md, "Sixth session").
 const DefaultRxRing = 8192
 
 // Bounds of uplink.rx_ring.
@@ -117,6 +117,10 @@ const (
 	MinRxRing = 512
 	MaxRxRing = 65536
 )
+
+// ValidRxRing reports whether r is a valid uplink.rx_ring: a power of
+// two from MinRxRing to MaxRxRing.
+func ValidRxRing(r int) bool { return r >= MinRxRing && r <= MaxRxRing && r&(r-1) == 0 }
 
 // UMEMBytes is the packet memory one uplink queue pins under this
 // config: 2 × RxRing frames of 2 KiB.

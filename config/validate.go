@@ -102,7 +102,7 @@ func (c *Config) Validate() error {
 	default:
 		cl.add("uplink.xdp_mode", "%q is not one of auto, native, generic", c.Uplink.XDPMode)
 	}
-	if r := c.Uplink.RxRing; r < MinRxRing || r > MaxRxRing || r&(r-1) != 0 {
+	if r := c.Uplink.RxRing; !ValidRxRing(r) {
 		cl.add("uplink.rx_ring", "%d is not a power of two from %d to %d", r, MinRxRing, MaxRxRing)
 	}
 

@@ -339,7 +339,7 @@ func (o *Options) Expand() ([]Mode, error) {
 		rings = []int{0}
 	}
 	for _, r := range rings {
-		if r != 0 && (r < config.MinRxRing || r > config.MaxRxRing || r&(r-1) != 0) {
+		if r != 0 && !config.ValidRxRing(r) {
 			return nil, fmt.Errorf("expanding modes: rx ring %d is not 0 or a power of two from %d to %d", r, config.MinRxRing, config.MaxRxRing)
 		}
 	}
