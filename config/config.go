@@ -276,6 +276,28 @@ type Device struct {
 	// MTU is the device (inner) MTU; 0 or absent means 1450. It must not
 	// exceed the uplink MTU minus Overhead (checked by CheckHost).
 	MTU int `yaml:"mtu"`
+	// QueueLen (tap only) is the TAP's txqueuelen: how many frames from
+	// the containers the kernel holds on each queue until mflow reads
+	// them; beyond it the kernel drops them (mflow_device_kernel_drops).
+	// 0 or absent means 8192 (the kernel's default is 1000, which a
+	// sender's burst overflows while the encap loop waits for a CPU:
+	// docs/OPERATIONS.md). Range 64..65536.
+	QueueLen int `yaml:"queue_len,omitempty"`
+}
+
+// Device queue lengths (Device.QueueLen).
+const (
+	DefaultDeviceQueueLen = 8192
+	MinDeviceQueueLen     = 64
+	MaxDeviceQueueLen     = 65536
+)
+
+// TAPQueueLen is QueueLen with its default.
+func (d Device) TAPQueueLen() int {
+	if d.QueueLen == 0 {
+		return DefaultDeviceQueueLen
+	}
+	return d.QueueLen
 }
 
 // Steering chooses how received packets are spread over workers.
@@ -751,6 +773,9 @@ func (c *Config) applyDefaults() {
 		}
 		if d.MTU == 0 {
 			d.MTU = DefaultDeviceMTU
+		}
+		if d.Type == DeviceTAP && d.QueueLen == 0 {
+			d.QueueLen = DefaultDeviceQueueLen
 		}
 	}
 }

@@ -83,14 +83,14 @@ networks:
 	want := Default()
 	want.Uplink.Interface = "eth1"
 	want.VTEP.Address = "192.0.2.1"
-	want.Networks = []Network{{VNI: 7, Device: Device{Type: DeviceTAP, Name: "tap7", MTU: 1450}, Peers: []string{"192.0.2.9"}}}
+	want.Networks = []Network{{VNI: 7, Device: Device{Type: DeviceTAP, Name: "tap7", MTU: 1450, QueueLen: 8192}, Peers: []string{"192.0.2.9"}}}
 	c.root = nil
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\ngot  %+v\nwant %+v", c, want)
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
 		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "max_learned: 4096", "learn_rate: 1000", "mtu: 1450", "type: tap", "level: info",
-		"source_ports: 49152-65535", "transmit: auto", "spin_us: 50", "inline: 16", "transmit_rps: auto", "tap_rps: \"off\"", "rx_ring: 8192"} {
+		"source_ports: 49152-65535", "transmit: auto", "spin_us: 50", "inline: 16", "transmit_rps: auto", "tap_rps: \"off\"", "rx_ring: 8192", "queue_len: 8192"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
 		}
@@ -213,6 +213,9 @@ func TestParseErrors(t *testing.T) {
 		{"missing device name", edit(t, 13, "    device: {mtu: 1400}"), []string{"line 13", "networks[1].device.name", "required"}},
 		{"mtu too small", edit(t, 13, "    device: {name: mflow43, mtu: 67}"), []string{"line 13", "networks[1].device.mtu"}},
 		{"mtu too big", edit(t, 13, "    device: {name: mflow43, mtu: 65500}"), []string{"line 13", "networks[1].device.mtu"}},
+		{"queue_len too small", edit(t, 13, "    device: {name: mflow43, queue_len: 63}"), []string{"line 13", "networks[1].device.queue_len", "64..65536"}},
+		{"queue_len too big", edit(t, 13, "    device: {name: mflow43, queue_len: 65537}"), []string{"line 13", "networks[1].device.queue_len", "64..65536"}},
+		{"queue_len on a veth", edit(t, 13, "    device: {type: veth, name: mflow43, queue_len: 4096}"), []string{"line 13", "networks[1].device.queue_len", "tap device only"}},
 		{"no networks", strings.Split(base, "networks:")[0] + "steering: {}\n", []string{"line 1", "networks", "at least one"}},
 		{"bad policy", edit(t, 16, "  policy: rss"), []string{"line 16", "steering.policy", "rss"}},
 		{"batch zero", edit(t, 17, "  batch: 0"), []string{"line 17", "steering.batch"}},

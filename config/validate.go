@@ -191,6 +191,12 @@ func (c *Config) Validate() error {
 		if d.MTU < MinMTU || d.MTU > MaxMTU {
 			cl.add(p+".device.mtu", "%d is outside %d..%d", d.MTU, MinMTU, MaxMTU)
 		}
+		switch {
+		case d.QueueLen != 0 && d.Type == DeviceVeth:
+			cl.add(p+".device.queue_len", "applies to a tap device only")
+		case d.QueueLen != 0 && (d.QueueLen < MinDeviceQueueLen || d.QueueLen > MaxDeviceQueueLen):
+			cl.add(p+".device.queue_len", "%d is outside %d..%d", d.QueueLen, MinDeviceQueueLen, MaxDeviceQueueLen)
+		}
 		if len(n.Peers) == 0 {
 			cl.add(p+".peers", "at least one peer VTEP is required")
 		}

@@ -297,11 +297,12 @@ func (d *daemon) setup(o Options) error {
 		// attached, so that no frame is queued before its flow's queue
 		// is fixed.
 		mq := d.txPath == config.TransmitTunnel && cfg.Steering.TapQueueCount() > 1
-		t, err := tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge, MultiQueue: mq, Down: mq})
+		qlen := n.Device.TAPQueueLen()
+		t, err := tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, QueueLen: qlen, Bridge: n.Device.Bridge, MultiQueue: mq, Down: mq})
 		if err != nil && mq && errors.Is(err, unix.EINVAL) {
 			// An existing single-queue TAP adopted: one queue.
 			mq = false
-			t, err = tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, Bridge: n.Device.Bridge})
+			t, err = tap.Open(tap.Options{Name: n.Device.Name, MTU: mtu, QueueLen: qlen, Bridge: n.Device.Bridge})
 		}
 		if err != nil {
 			return fmt.Errorf("%w: open TAP %s: %w", ErrSetup, n.Device.Name, err)

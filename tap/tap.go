@@ -70,6 +70,10 @@ type Options struct {
 	Name string
 	// MTU, when non-zero, is set on the device.
 	MTU int
+	// QueueLen, when non-zero, is set as the device's txqueuelen: the
+	// frames the kernel holds on each queue for the reader before it drops
+	// (counted in tx_dropped, Device.KernelDrops). A new TAP gets 1000.
+	QueueLen int
 	// Bridge, when non-empty, is the existing bridge the device is attached
 	// to (its master).
 	Bridge string

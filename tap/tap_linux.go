@@ -82,6 +82,13 @@ func open(o Options) (*Device, error) {
 			return nil, fmt.Errorf("opening tap %s: setting MTU %d: %w", o.Name, o.MTU, err)
 		}
 	}
+	if o.QueueLen != 0 && link.Attrs().TxQLen != o.QueueLen {
+		// The kernel resizes every attached queue's ring to it, and
+		// sizes queues attached later by it.
+		if err := netlink.LinkSetTxQLen(link, o.QueueLen); err != nil {
+			return nil, fmt.Errorf("opening tap %s: setting txqueuelen %d: %w", o.Name, o.QueueLen, err)
+		}
+	}
 	if !o.Down {
 		if err := attachUp(link, o.Name, o.Bridge); err != nil {
 			return nil, err

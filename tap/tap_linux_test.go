@@ -64,7 +64,7 @@ func TestOpenCreateAdopt(t *testing.T) {
 		return netlink.LinkSetUp(br)
 	})
 
-	d := openTAP(t, ns, Options{Name: "mflow42", MTU: 1400, Bridge: "br42"})
+	d := openTAP(t, ns, Options{Name: "mflow42", MTU: 1400, QueueLen: 4096, Bridge: "br42"})
 	if d.Adopted() {
 		t.Errorf("Adopted() = true for a new device")
 	}
@@ -84,6 +84,9 @@ func TestOpenCreateAdopt(t *testing.T) {
 		a := l.Attrs()
 		if tt, ok := l.(*netlink.Tuntap); !ok || tt.Mode != netlink.TUNTAP_MODE_TAP {
 			t.Errorf("mflow42 is a %s, want a TAP", l.Type())
+		}
+		if a.TxQLen != 4096 {
+			t.Errorf("mflow42: txqueuelen %d, want 4096", a.TxQLen)
 		}
 		if a.MTU != 1400 || a.MasterIndex != br.Attrs().Index || a.Flags&net.FlagUp == 0 || a.Index != d.Index() {
 			t.Errorf("mflow42: mtu %d master %d up %v index %d; want 1400, %d, true, %d",
