@@ -126,6 +126,13 @@ func TestE2EPing(t *testing.T) {
 	if err != nil || p.Received != p.Sent {
 		t.Fatalf("ping peer → container: %+v, %v", p, err)
 	}
+	// The TAP's queue to mflow has the configured default length, not
+	// the kernel's 1000 (networks[].device.queue_len).
+	if l, err := r.topo.Host.Link(testbed.MflowVeth); err != nil {
+		t.Error(err)
+	} else if q := l.Attrs().TxQLen; q != config.DefaultDeviceQueueLen {
+		t.Errorf("TAP %s: txqueuelen %d, want %d", testbed.MflowVeth, q, config.DefaultDeviceQueueLen)
+	}
 	if err := r.shutdown(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
