@@ -69,10 +69,10 @@ type Device struct {
 
 // Open creates the TAP device o.Name in the calling thread's network
 // namespace, or adopts an existing TAP of that name (unless o.MustCreate),
-// enables the virtio header and offloads, sets the MTU, attaches it to
-// o.Bridge and brings it up. A device that Open created disappears when it
-// is closed; an adopted one stays (with the MTU, bridge and up state Open
-// gave it). The caller must run Open on a locked OS thread if it switched
+// enables the virtio header and offloads, sets the MTU and the queue
+// length, attaches it to o.Bridge and brings it up. A device that Open
+// created disappears when it is closed; an adopted one stays (with the
+// MTU, queue length, bridge and up state Open gave it). The caller must run Open on a locked OS thread if it switched
 // that thread's namespace.
 func Open(o Options) (*Device, error) { return open(o) }
 
