@@ -383,6 +383,9 @@ func rpsCPUs(v, def string, avail []int, pinned *CPUs) ([]int, error) {
 			for _, c := range pinned.Workers {
 				taken[c] = true
 			}
+			for _, c := range pinned.Encap {
+				taken[c] = true
+			}
 		}
 		var out []int
 		for _, c := range avail {
@@ -485,6 +488,12 @@ type CPUs struct {
 	// Workers lists one CPU per worker, if pinned; its length must equal
 	// steering.workers.
 	Workers []int `yaml:"workers,omitempty"`
+	// Encap lists the CPUs of the encap loops, if pinned: loop k (one
+	// per TAP queue on the tunnel transmit path, else one per network)
+	// runs on Encap[k mod len]. A loop that is not pinned is woken by
+	// the sending container's CPU, and Linux often runs it there, behind
+	// the sender (docs/OPERATIONS.md §11).
+	Encap []int `yaml:"encap,omitempty"`
 }
 
 // FDB limits learning in the forwarding database (inner MAC → remote

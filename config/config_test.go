@@ -232,6 +232,7 @@ func TestParseErrors(t *testing.T) {
 		{"workers zero", edit(t, 18, "  workers: 0"), []string{"line 18", "steering.workers", "below 1"}},
 		{"cpus mismatch", edit(t, 18, "  workers: 2\n  cpus: {dispatcher: 0, workers: [1]}"), []string{"line 19", "steering.cpus.workers", "1 CPUs listed for 2 workers"}},
 		{"cpus negative", edit(t, 18, "  workers: 2\n  cpus: {dispatcher: -1}"), []string{"line 19", "steering.cpus.dispatcher"}},
+		{"encap cpu negative", edit(t, 18, "  workers: 2\n  cpus: {encap: [1, -2]}"), []string{"line 19", "steering.cpus.encap[1]", "negative"}},
 		{"bad listen", edit(t, 20, "  listen: localhost"), []string{"line 20", "metrics.listen"}},
 		{"bad log level", base + "log: {level: loud}\n", []string{"line 21", "log.level", "loud"}},
 		{"empty", "", []string{"empty"}},
@@ -305,6 +306,16 @@ func TestCheckHost(t *testing.T) {
 	if err := c2.CheckHost(Host{NumCPU: 3}); err != nil {
 		t.Errorf("CheckHost(3 CPUs) = %v", err)
 	}
+	ce, err := Parse([]byte(edit(t, 18, "  workers: 1\n  cpus: {encap: [0, 3]}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ce.Steering.CPUs == nil || !slices.Equal(ce.Steering.CPUs.Encap, []int{0, 3}) {
+		t.Errorf("steering.cpus.encap parsed as %+v", ce.Steering.CPUs)
+	}
+	if err := ce.CheckHost(Host{NumCPU: 2}); err == nil || !strings.Contains(err.Error(), "line 19: steering.cpus.encap[1]") {
+		t.Errorf("CheckHost(2 CPUs) = %v, want an error for steering.cpus.encap[1]", err)
+	}
 	c3, err := Parse([]byte(edit(t, 18, "  workers: 2\n  tap_rps: 1-3")))
 	if err != nil {
 		t.Fatal(err)
@@ -366,6 +377,7 @@ func TestCPUList(t *testing.T) {
 		{Steering{TapRPS: RPSAuto}, []int{0}, nil},
 		{Steering{TapRPS: RPSAuto, CPUs: &CPUs{Dispatcher: &d, Workers: []int{2, 3}}}, []int{0, 1, 2, 3, 4}, []int{0, 4}},
 		{Steering{TapRPS: RPSAuto, CPUs: &CPUs{Dispatcher: &d}}, []int{1, 5}, []int{5}},
+		{Steering{TapRPS: RPSAuto, CPUs: &CPUs{Encap: []int{1}}}, []int{0, 1}, []int{0}},
 		{Steering{TapRPS: "6-7"}, []int{0, 1}, []int{6, 7}},
 	} {
 		got, err := c.s.TapRPSCPUs(c.avail)

@@ -280,6 +280,11 @@ func (c *Config) Validate() error {
 				cl.add(fmt.Sprintf("steering.cpus.workers[%d]", i), "CPU %d is negative", cpu)
 			}
 		}
+		for i, cpu := range cp.Encap {
+			if cpu < 0 {
+				cl.add(fmt.Sprintf("steering.cpus.encap[%d]", i), "CPU %d is negative", cpu)
+			}
+		}
 	}
 
 	// fdb
@@ -370,6 +375,11 @@ func (c *Config) CheckHost(h Host) error {
 		for i, cpu := range c.Steering.CPUs.Workers {
 			if cpu >= h.NumCPU {
 				cl.add(fmt.Sprintf("steering.cpus.workers[%d]", i), "CPU %d does not exist (%d CPUs)", cpu, h.NumCPU)
+			}
+		}
+		for i, cpu := range c.Steering.CPUs.Encap {
+			if cpu >= h.NumCPU {
+				cl.add(fmt.Sprintf("steering.cpus.encap[%d]", i), "CPU %d does not exist (%d CPUs)", cpu, h.NumCPU)
 			}
 		}
 	}

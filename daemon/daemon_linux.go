@@ -590,6 +590,7 @@ func (d *daemon) run(ctx context.Context) error {
 				txWG.Add(1)
 				go func() {
 					defer txWG.Done()
+					d.pinEncap(txq)
 					d.encapLoopTunnel(i, t, txq)
 				}()
 			}
@@ -599,6 +600,7 @@ func (d *daemon) run(ctx context.Context) error {
 		txWG.Add(1)
 		go func() {
 			defer txWG.Done()
+			d.pinEncap(i)
 			if d.pools != nil {
 				d.encapLoopSocket(i, d.pools[i])
 			} else {

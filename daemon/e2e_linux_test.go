@@ -715,3 +715,67 @@ func sameMask(a, b string) bool {
 	}
 	return norm(a) == norm(b)
 }
+
+// threadsOn counts this process's threads allowed on cpu alone.
+func threadsOn(t *testing.T, cpu int) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status")
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok && strings.TrimSpace(v) == fmt.Sprint(cpu) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestE2EEncapPinned: steering.cpus.encap puts each encap loop's thread
+// on its CPU (and on nothing else), traffic still flows, and the pinned
+// threads end with the daemon.
+func TestE2EEncapPinned(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	cpu := runtime.NumCPU() - 1
+	before := threadsOn(t, cpu)
+	cfg, err := config.Parse(testbed.MflowConfig(fmt.Sprintf("policy: single, workers: 1, tap_queues: 2, cpus: {encap: [%d]}", cpu)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startDaemon(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := traffic.Ping(ctx, r.topo.Ctr, peerOverlay, 5, 20*time.Millisecond, 2*time.Second)
+	if err != nil || p.Received != p.Sent {
+		t.Fatalf("ping container → peer: %+v, %v", p, err)
+	}
+	loops := 1
+	if r.d.d.tunTx != nil {
+		loops = r.d.d.tapQueues(0)
+	}
+	if got := threadsOn(t, cpu) - before; got != loops {
+		t.Errorf("%d threads pinned to CPU %d, want %d (one per encap loop)", got, cpu, loops)
+	}
+	if err := r.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for threadsOn(t, cpu) > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := threadsOn(t, cpu); n > before {
+		t.Errorf("%d threads still pinned to CPU %d after Run, %d before", n, cpu, before)
+	}
+	if s := r.d.Snapshot(); s.Check() != nil {
+		t.Error(s.Check())
+	}
+}

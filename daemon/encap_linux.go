@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -231,3 +232,22 @@ func (d *daemon) transmit(s xsk.Queue, out []xsk.Desc) {
 
 // txReasonName returns the metric label of a transmit drop reason.
 func txReasonName(r int) string { return txReasonNames[r] }
+
+// pinEncap pins the calling goroutine, encap loop k, to its CPU of
+// steering.cpus.encap; without that key it does nothing. The goroutine
+// keeps its thread locked: the thread ends with it, affinity and all.
+func (d *daemon) pinEncap(k int) {
+	c := d.cfg.Steering.CPUs
+	if c == nil || len(c.Encap) == 0 {
+		return
+	}
+	cpu := c.Encap[k%len(c.Encap)]
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		d.log.Warn("encap loop not pinned", "loop", k, "cpu", cpu, "err", err)
+		return
+	}
+	d.log.Debug("encap loop pinned", "loop", k, "cpu", cpu)
+}
