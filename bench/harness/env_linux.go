@@ -129,25 +129,12 @@ func setup(ctx context.Context, o *Options, m Mode) (e *env, err error) {
 func (e *env) startDaemon() error {
 	o, m := e.o, e.mode
 	cpus := ""
-	if others := otherCPUs(o.GenCPUs); o.Pin && len(others) > 0 {
-		var pins []string
-		encap := others // with the dispatcher and workers where too few are left
-		if len(others) >= m.Workers+1 {
-			var ws []string
-			for _, c := range others[1 : 1+m.Workers] {
-				ws = append(ws, fmt.Sprint(c))
-			}
-			pins = append(pins, fmt.Sprintf("dispatcher: %d, workers: [%s]", others[0], strings.Join(ws, ", ")))
-			if len(others) > m.Workers+1 {
-				encap = others[1+m.Workers:]
-			}
+	if others := otherCPUs(o.GenCPUs); o.Pin && len(others) >= m.Workers+1 {
+		var ws []string
+		for _, c := range others[1 : 1+m.Workers] {
+			ws = append(ws, fmt.Sprint(c))
 		}
-		var es []string
-		for _, c := range encap {
-			es = append(es, fmt.Sprint(c))
-		}
-		pins = append(pins, fmt.Sprintf("encap: [%s]", strings.Join(es, ", ")))
-		cpus = ", cpus: {" + strings.Join(pins, ", ") + "}"
+		cpus = fmt.Sprintf(", cpus: {dispatcher: %d, workers: [%s]}", others[0], strings.Join(ws, ", "))
 	}
 	batch := o.Batch
 	if m.Batch != 0 {

@@ -139,9 +139,8 @@ type Options struct {
 	// (each read by its own goroutine with recvmmsg); 0 means
 	// min(max flows, NumCPU).
 	Receivers int `json:"receivers"`
-	// Pin pins mflow's encap loops, and its dispatcher and workers (and
-	// the ceiling's receive loop) when there are enough CPUs, to CPUs
-	// other than the generator's.
+	// Pin pins mflow's dispatcher and workers (and the ceiling's receive
+	// loop) to CPUs other than the generator's, when there are enough.
 	Pin bool `json:"pin"`
 	// Prefix of the namespace names.
 	Prefix string `json:"prefix"`

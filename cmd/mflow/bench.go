@@ -60,7 +60,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	rounds := fs.Int("rounds", 1, "measure all modes this many times in turn, --reps repetitions each time; figures are the medians over every round (drift of the machine then falls on every mode alike)")
 	genCPUs := fs.String("gen-cpus", ints(d.GenCPUs), "`CPUs` of the generator threads (one thread each)")
 	receivers := fs.Int("receivers", 0, "SO_REUSEPORT sockets in the container (0: min(max flows, CPUs))")
-	pin := fs.Bool("pin", d.Pin, "pin mflow's encap loops, and its dispatcher and workers when there are enough CPUs, to CPUs other than the generator's")
+	pin := fs.Bool("pin", d.Pin, "pin mflow's dispatcher and workers to CPUs other than the generator's when there are enough")
 	verbose := fs.Bool("v", false, "show the daemon's warnings")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the harness to `FILE`, and of each mflow mode's daemon process to FILE.<mode> (go tool pprof)")
 	spins := fs.String("spin", "", "mflow's steering.spin_us `values` to compare, in µs (each mflow mode once per value; \"\": the default)")
