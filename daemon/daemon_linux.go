@@ -590,7 +590,7 @@ func (d *daemon) run(ctx context.Context) error {
 				txWG.Add(1)
 				go func() {
 					defer txWG.Done()
-					d.pinEncap(txq)
+					defer d.pinEncap(txq)()
 					d.encapLoopTunnel(i, t, txq)
 				}()
 			}
@@ -600,7 +600,7 @@ func (d *daemon) run(ctx context.Context) error {
 		txWG.Add(1)
 		go func() {
 			defer txWG.Done()
-			d.pinEncap(i)
+			defer d.pinEncap(i)()
 			if d.pools != nil {
 				d.encapLoopSocket(i, d.pools[i])
 			} else {

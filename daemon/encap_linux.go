@@ -234,20 +234,37 @@ func (d *daemon) transmit(s xsk.Queue, out []xsk.Desc) {
 func txReasonName(r int) string { return txReasonNames[r] }
 
 // pinEncap pins the calling goroutine, encap loop k, to its CPU of
-// steering.cpus.encap; without that key it does nothing. The goroutine
-// keeps its thread locked: the thread ends with it, affinity and all.
-func (d *daemon) pinEncap(k int) {
+// steering.cpus.encap (without that key it does nothing), and returns
+// the function that gives the thread its affinity back and unlocks it,
+// to be called by the same goroutine when the loop ends. Leaving the
+// thread locked is not enough: a goroutine that ends locked to the
+// process's main thread leaves that thread parked for good, with the
+// narrow affinity.
+func (d *daemon) pinEncap(k int) (restore func()) {
 	c := d.cfg.Steering.CPUs
 	if c == nil || len(c.Encap) == 0 {
-		return
+		return func() {}
 	}
 	cpu := c.Encap[k%len(c.Encap)]
 	runtime.LockOSThread()
-	var set unix.CPUSet
+	var old, set unix.CPUSet
 	set.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		runtime.UnlockOSThread()
 		d.log.Warn("encap loop not pinned", "loop", k, "cpu", cpu, "err", err)
-		return
+		return func() {}
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		runtime.UnlockOSThread()
+		d.log.Warn("encap loop not pinned", "loop", k, "cpu", cpu, "err", err)
+		return func() {}
 	}
 	d.log.Debug("encap loop pinned", "loop", k, "cpu", cpu)
+	return func() {
+		// If the old mask cannot be set the thread stays locked and
+		// ends with the goroutine.
+		if unix.SchedSetaffinity(0, &old) == nil {
+			runtime.UnlockOSThread()
+		}
+	}
 }
