@@ -746,6 +746,10 @@ func Run(ctx context.Context, o Options, progressW io.Writer) (*Report, error) {
 	if len(o.ReorderBatches) > 0 && ctx.Err() == nil {
 		rep.Results = append(rep.Results, reorder(ctx, o, p)...)
 	}
+	for _, w := range clientWarnings(rep.Results) {
+		p.line("%s", w)
+		rep.Warnings = append(rep.Warnings, w)
+	}
 	rep.Seconds = time.Since(rep.Started).Seconds()
 	p.line("done in %.1fs", rep.Seconds)
 	return rep, ctx.Err()

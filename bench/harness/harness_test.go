@@ -644,3 +644,34 @@ func TestMarkdownRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestClientWarnings: a built-in TCP client below 90% of iperf3's median
+// in the same mode and step is reported, one at or above it is not, and
+// neither is a comparison across modes, directions or with a failed step.
+func TestClientWarnings(t *testing.T) {
+	res := func(mode, dir, client string, gbps ...float64) Result {
+		r := Result{Mode: mode, Step: Step{Kind: KindTCP, Dir: dir, Size: 128 << 10, Flows: 1, Client: client}}
+		for _, v := range gbps {
+			r.Samples = append(r.Samples, Sample{Metrics: map[string]float64{MDeliveredGbps: v}})
+		}
+		r.summarise()
+		return r
+	}
+	failed := res("single", DirDecap, ClientIperf3, 9)
+	failed.Error = "iperf3: exit status 1"
+	ws := clientWarnings([]Result{
+		res(ModeKernel, DirDecap, ClientBuiltin, 3.4, 3.5, 2.0), // median 3.4 of iperf3's 4.0: 85%
+		res(ModeKernel, DirDecap, ClientIperf3, 4.0, 3.9, 4.1),
+		res(ModeKernel, DirEncap, ClientBuiltin, 3.6), // 90% of 4.0: not below
+		res(ModeKernel, DirEncap, ClientIperf3, 4.0),
+		res("single", DirDecap, ClientBuiltin, 1.0), // iperf3 in this mode failed
+		failed,
+		res("single", DirEncap, ClientBuiltin, 1.0), // only the kernel's iperf3 ran this step
+	})
+	if len(ws) != 1 {
+		t.Fatalf("%d warnings, want 1 (kernel decap): %q", len(ws), ws)
+	}
+	if w := ws[0]; !strings.Contains(w, ModeKernel) || !strings.Contains(w, "3.40 Gbit/s, 85% of iperf3's 4.00") {
+		t.Errorf("warning %q does not name the mode and the two medians", w)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -213,52 +212,6 @@ func TestReorderWire(t *testing.T) {
 	}
 	if lateOff == 0 {
 		t.Error("nothing out of order with the merger bypassed: is it bypassed?")
-	}
-}
-
-// TestBuiltinTCPClientKeepsUpWithIperf3 runs the built-in TCP client and
-// iperf3 on the kernel's testbed, one stream each way, alternating
-// between them five times so that other load on the machine falls on
-// both, and requires the built-in one to reach 90% of iperf3's median
-// goodput: the built-in client must not be what limits the TCP steps. It
-// needs iperf3 (.ci/run installs it).
-func TestBuiltinTCPClientKeepsUpWithIperf3(t *testing.T) {
-	testbedtest.RequirePrivileges(t)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		t.Skip("iperf3 is not installed")
-	}
-	if raceEnabled || testing.Short() {
-		t.Skip("a throughput comparison, skipped under the race detector and with -short")
-	}
-	o := DefaultOptions()
-	o.Prefix = "mfbi"
-	o.Duration = 2 * time.Second
-	if err := o.fill(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	e, err := setup(ctx, &o, Mode{Name: ModeKernel, Kind: ModeKernel})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.close()
-	for _, dir := range []string{DirDecap, DirEncap} {
-		gbps := map[string][]float64{}
-		for range 5 {
-			for _, c := range []string{ClientBuiltin, ClientIperf3} {
-				sm, err := e.tcp(ctx, Step{Kind: KindTCP, Dir: dir, Size: 128 << 10, Flows: 1, Client: c})
-				if err != nil {
-					t.Fatalf("%s %s: %v", dir, c, err)
-				}
-				gbps[c] = append(gbps[c], sm.Metrics[MDeliveredGbps])
-			}
-		}
-		b, i := Summarize(gbps[ClientBuiltin]), Summarize(gbps[ClientIperf3])
-		t.Logf("%s: built-in %.2f [%.2f–%.2f] Gbit/s, iperf3 %.2f [%.2f–%.2f]", dir, b.Median, b.Min, b.Max, i.Median, i.Min, i.Max)
-		if b.Median < 0.9*i.Median {
-			t.Errorf("%s: built-in client %.2f Gbit/s is below 90%% of iperf3's %.2f", dir, b.Median, i.Median)
-		}
 	}
 }
 

@@ -642,3 +642,35 @@ func (r *Report) Failed() bool {
 	}
 	return false
 }
+
+// builtinFloor is the share of iperf3's goodput below which the built-in
+// TCP client is reported as possibly limiting a step (clientWarnings).
+const builtinFloor = 0.9
+
+// clientWarnings compares the two TCP clients where both ran the same
+// step in the same mode: a built-in client whose median goodput is below
+// builtinFloor of iperf3's may be what limits its TCP steps, which the
+// report must say rather than charge to the mode. This is where that
+// comparison lives: one run's medians of its rounds, on the machine
+// measured, never a timed unit test.
+func clientWarnings(results []Result) []string {
+	var ws []string
+	for _, b := range results {
+		if b.Step.Kind != KindTCP || b.Step.Client != ClientBuiltin || b.Error != "" {
+			continue
+		}
+		s := b.Step
+		s.Client = ClientIperf3
+		for _, i := range results {
+			if i.Mode != b.Mode || i.Step != s || i.Error != "" {
+				continue
+			}
+			x, y := b.Metrics[MDeliveredGbps], i.Metrics[MDeliveredGbps]
+			if x.N > 0 && y.N > 0 && y.Median > 0 && x.Median < builtinFloor*y.Median {
+				ws = append(ws, fmt.Sprintf("%s %s: the built-in TCP client reached %.2f Gbit/s, %.0f%% of iperf3's %.2f in the same step: it may be what limits the built-in client's TCP figures here",
+					b.Mode, b.Step, x.Median, 100*x.Median/y.Median, y.Median))
+			}
+		}
+	}
+	return ws
+}
