@@ -15,7 +15,8 @@
 //	                              binary started in the host namespace (child.go; --in-process:
 //	                              inside this process instead), TAP on br42; --transmit: its
 //	                              encap path, auto, socket, af_xdp or tunnel; --spin: its steering.spin_us; --inline: its steering.inline;
-//	                              --tap-queues: its steering.tap_queues; --tap-rps, --transmit-rps: its steering.tap_rps, vtep.transmit_rps
+//	                              --tap-queues: its steering.tap_queues; --tap-rps, --transmit-rps: its steering.tap_rps, vtep.transmit_rps;
+//	                              --encap-cpus: its steering.cpus.encap
 //	                  ceiling     AF_XDP on uplink0: receive-and-drop (decap), or transmit
 //	                              of pre-built VxLAN frames from one goroutine (encap)
 //	  for each step and repetition (both directions: decap = peer → container,

@@ -128,13 +128,16 @@ func setup(ctx context.Context, o *Options, m Mode) (e *env, err error) {
 // harness's process with Options.InProcess.
 func (e *env) startDaemon() error {
 	o, m := e.o, e.mode
-	cpus := ""
+	var pins []string
 	if others := otherCPUs(o.GenCPUs); o.Pin && len(others) >= m.Workers+1 {
-		var ws []string
-		for _, c := range others[1 : 1+m.Workers] {
-			ws = append(ws, fmt.Sprint(c))
-		}
-		cpus = fmt.Sprintf(", cpus: {dispatcher: %d, workers: [%s]}", others[0], strings.Join(ws, ", "))
+		pins = append(pins, fmt.Sprintf("dispatcher: %d, workers: [%s]", others[0], cpuList(others[1:1+m.Workers], ", ")))
+	}
+	if len(m.EncapCPUs) > 0 {
+		pins = append(pins, fmt.Sprintf("encap: [%s]", cpuList(m.EncapCPUs, ", ")))
+	}
+	cpus := ""
+	if len(pins) > 0 {
+		cpus = ", cpus: {" + strings.Join(pins, ", ") + "}"
 	}
 	batch := o.Batch
 	if m.Batch != 0 {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,6 +74,11 @@ type Options struct {
 	// RxRings are values of mflow's uplink.rx_ring to measure (0: the
 	// default), named with a -ringN suffix when there are several.
 	RxRings []int `json:"rx_rings,omitempty"`
+	// EncapCPUs are values of mflow's steering.cpus.encap to measure,
+	// each a comma-separated CPU list ("": not pinned, the default),
+	// named with an -ecpu<list> suffix (commas as dots) when there are
+	// several.
+	EncapCPUs []string `json:"encap_cpus,omitempty"`
 	// Sizes are UDP payload sizes in bytes (16 to 1422); the first is the
 	// size of the flows sweep and of the latency steps.
 	Sizes []int `json:"sizes"`
@@ -240,6 +246,8 @@ type Mode struct {
 	TransmitRPS string
 	// RxRing is mflow's uplink.rx_ring (0: the config's default).
 	RxRing int
+	// EncapCPUs is mflow's steering.cpus.encap ("": not pinned).
+	EncapCPUs []int
 }
 
 // label names m in progress lines and warnings: the name, plus the batch
@@ -343,6 +351,23 @@ func (o *Options) Expand() ([]Mode, error) {
 			return nil, fmt.Errorf("expanding modes: rx ring %d is not 0 or a power of two from %d to %d", r, config.MinRxRing, config.MaxRxRing)
 		}
 	}
+	encaps := [][]int{nil}
+	if len(o.EncapCPUs) > 0 {
+		encaps = encaps[:0]
+		for _, v := range o.EncapCPUs {
+			var cpus []int
+			if v != "" {
+				for _, f := range strings.Split(v, ",") {
+					c, err := strconv.Atoi(strings.TrimSpace(f))
+					if err != nil || c < 0 || c >= runtime.NumCPU() {
+						return nil, fmt.Errorf("expanding modes: encap CPUs %q: %q is not a CPU of this machine (0..%d)", v, f, runtime.NumCPU()-1)
+					}
+					cpus = append(cpus, c)
+				}
+			}
+			encaps = append(encaps, cpus)
+		}
+	}
 	var out []Mode
 	// Each list of values multiplies the mflow modes; a value names its
 	// modes with a suffix unless it is the only one and the default.
@@ -402,6 +427,11 @@ func (o *Options) Expand() ([]Mode, error) {
 		each(len(rings), func(mm *Mode, i int) {
 			if mm.RxRing = rings[i]; i > 0 || len(rings) > 1 && mm.RxRing > 0 {
 				mm.Name += fmt.Sprintf("-ring%d", mm.RxRing)
+			}
+		})
+		each(len(encaps), func(mm *Mode, i int) {
+			if mm.EncapCPUs = encaps[i]; len(encaps) > 1 || len(mm.EncapCPUs) > 0 {
+				mm.Name += "-ecpu" + cpuList(mm.EncapCPUs, ".")
 			}
 		})
 		out = append(out, ms...)
@@ -808,4 +838,19 @@ func optionalInts(vals []int, max int, what string) ([]int, error) {
 		}
 	}
 	return vals, nil
+}
+
+// cpuList writes cpus separated by sep; "off" for no CPU.
+func cpuList(cpus []int, sep string) string {
+	if len(cpus) == 0 {
+		return "off"
+	}
+	var b strings.Builder
+	for i, c := range cpus {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(strconv.Itoa(c))
+	}
+	return b.String()
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -531,6 +532,23 @@ func TestExpandVariants(t *testing.T) {
 		o.RxRings = []int{r}
 		if _, err := o.Expand(); err == nil || !strings.Contains(err.Error(), "rx ring") {
 			t.Errorf("Expand with rx ring %d: %v, want an error", r, err)
+		}
+	}
+	o.RxRings, o.EncapCPUs = nil, []string{"", "0", "0, 0"}
+	if modes, err = o.Expand(); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, m := range modes {
+		got = append(got, fmt.Sprintf("%s=%v", m.Name, m.EncapCPUs))
+	}
+	if want := []string{"microflow-ecpuoff=[]", "microflow-ecpu0=[0]", "microflow-ecpu0.0=[0 0]"}; !slices.Equal(got, want) {
+		t.Errorf("encap CPU modes %q, want %q", got, want)
+	}
+	for _, v := range []string{"x", "-1", fmt.Sprint(runtime.NumCPU()), "0,"} {
+		o.EncapCPUs = []string{v}
+		if _, err := o.Expand(); err == nil || !strings.Contains(err.Error(), "encap CPUs") {
+			t.Errorf("Expand with encap CPUs %q: %v, want an error", v, err)
 		}
 	}
 }
