@@ -83,6 +83,10 @@ type udpReceiver struct {
 	conns  []*net.UDPConn
 	checks []*flowCheck
 	wg     sync.WaitGroup
+	// drops are the datagrams the kernel dropped at these sockets
+	// (receive buffer full), read when they are closed; -1 when they
+	// could not be read.
+	drops int64
 }
 
 func monoNow() int64 {
@@ -198,8 +202,41 @@ func (r *udpReceiver) drain(quiet, limit time.Duration) {
 }
 
 func (r *udpReceiver) close() {
+	r.drops = socketDrops(r.conns)
 	for _, c := range r.conns {
 		c.Close()
 	}
 	r.wg.Wait()
+}
+
+// skMeminfoDrops is SK_MEMINFO_DROPS, the index of the socket's drop
+// count in what SO_MEMINFO returns (linux/sock_diag.h).
+const skMeminfoDrops = 8
+
+// socketDrops sums the datagrams each socket's kernel side dropped
+// (sk_drops: the receive buffer was full, or a filter refused them), or
+// returns -1 if one cannot be read.
+func socketDrops(conns []*net.UDPConn) int64 {
+	var total int64
+	for _, c := range conns {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return -1
+		}
+		var info [skMeminfoDrops + 1]uint32
+		var serr error
+		err = rc.Control(func(fd uintptr) {
+			l := uint32(unsafe.Sizeof(info))
+			if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO, uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
+				serr = e
+			} else if l < uint32(unsafe.Sizeof(info)) {
+				serr = fmt.Errorf("SO_MEMINFO returned %d bytes", l)
+			}
+		})
+		if err != nil || serr != nil {
+			return -1
+		}
+		total += int64(info[skMeminfoDrops])
+	}
+	return total
 }

@@ -2,7 +2,11 @@ package harness
 
 import (
 	"encoding/binary"
+	"net"
 	"testing"
+	"time"
+
+	"mflow/bench/testbed/testbedtest"
 )
 
 // TestFlowCheck: the receivers' sequence accounting, as the generators
@@ -38,5 +42,56 @@ func TestFlowCheck(t *testing.T) {
 	// Every 4th datagram is sampled: the 4th, 8th, … in arrival order.
 	if len(lat) != len(order)/4 || lat[0] != float64(order[3]) {
 		t.Errorf("delay samples %v", lat)
+	}
+}
+
+// TestSocketDrops: datagrams sent to a socket with a small receive buffer
+// that nobody reads are either still queued or counted by socketDrops;
+// together they are every datagram sent, and some were dropped.
+func TestSocketDrops(t *testing.T) {
+	ns := testbedtest.NewNS(t, "mfsd")
+	const sent = 2000
+	var rx *net.UDPConn
+	err := ns.Do(func() error {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return err
+		}
+		rx = c
+		if err := c.SetReadBuffer(64 << 10); err != nil {
+			return err
+		}
+		tx, err := net.DialUDP("udp4", nil, c.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			return err
+		}
+		defer tx.Close()
+		msg := make([]byte, 1000)
+		for range sent {
+			if _, err := tx.Write(msg); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if rx != nil {
+		defer rx.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	drops := socketDrops([]*net.UDPConn{rx})
+	queued := 0
+	buf := make([]byte, 2048)
+	for {
+		rx.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := rx.Read(buf); err != nil {
+			break
+		}
+		queued++
+	}
+	t.Logf("%d sent, %d queued, %d dropped", sent, queued, drops)
+	if drops <= 0 || int64(queued)+drops != sent {
+		t.Errorf("%d queued + %d dropped, want %d in all with some dropped", queued, drops, sent)
 	}
 }

@@ -151,6 +151,10 @@ const (
 	// transmit TAP that the kernel dropped before the uplink (mflow modes).
 	MDeviceDrops   = "device_kernel_drops"
 	MTxKernelDrops = "transmit_kernel_drops"
+	// Datagrams the receiving application's own sockets dropped (their
+	// receive buffers full: the receiver did not keep up), every mode:
+	// loss past the dataplane.
+	MRxSocketDrops = "receiver_socket_drops"
 	// The uplink XDP program's own counts during the step (mflow modes):
 	// frames it redirected to mflow's sockets, frames it passed to the
 	// kernel for lack of a socket on their queue, and redirected frames
@@ -166,7 +170,7 @@ const (
 var metricOrder = []string{
 	MOfferedMpps, MDeliveredMpps, MDeliveredGbps, MLinkRxMpps, MLossPct, MOutOfOrder, MOutOfOrderPct, MDuplicates, MReorderEvents,
 	MOWDP50, MOWDP99, MOWDP999, MRTTP50, MRTTP99, MRTTP999, MTPS, MRRLost, MLoadGbps, MCPUBusy, MMergerWaits, MMflowDropped, MMflowRxMpps, MXSKDrops, MWireDropPct,
-	MDeviceDrops, MTxKernelDrops, MXDPRedirected, MXDPNoSocket, MXDPUnaccounted,
+	MDeviceDrops, MTxKernelDrops, MXDPRedirected, MXDPNoSocket, MXDPUnaccounted, MRxSocketDrops,
 }
 
 // Sample is one repetition of a step in a mode.

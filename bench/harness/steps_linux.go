@@ -287,6 +287,9 @@ func (e *env) udp(ctx context.Context, s Step) (Sample, error) {
 	}
 	if !rxCeiling {
 		m[MLinkRxMpps] = float64(e.appRx(dir)-rx0) / dur / 1e6
+		if rx.drops >= 0 {
+			m[MRxSocketDrops] = float64(rx.drops)
+		}
 	}
 	if len(owd) > 0 {
 		slices.Sort(owd)
