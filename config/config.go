@@ -42,7 +42,7 @@ const (
 	DefaultPolicy       = PolicyMicroflow
 	DefaultBatch        = 256
 	DefaultWorkers      = 2
-	DefaultSpinMicros   = 50
+	DefaultSpinMicros   = 500
 	DefaultInline       = 16
 	MaxSpinMicros       = 10000
 	DefaultMetricsAddr  = "127.0.0.1:9469"
@@ -321,7 +321,8 @@ type Steering struct {
 	// yielding the CPU between tries, after it found nothing, before it
 	// sleeps in the kernel: a packet that comes within that time is taken
 	// without a wake-up. 0 turns it off (always off on a 1-CPU host).
-	// Default 50; up to 10000. See docs/OPERATIONS.md for its CPU cost.
+	// Default 500; up to 10000. See docs/OPERATIONS.md §10 for its CPU
+	// cost.
 	SpinMicros int `yaml:"spin_us"`
 	// Inline (policy microflow): a batch of at most this many frames,
 	// read while nothing is in flight, is processed and written on the

@@ -90,7 +90,7 @@ networks:
 	}
 	for _, s := range []string{"port: 4789", "xdp_mode: auto", "queues: all", "policy: microflow", "batch: 256",
 		"workers: 2", "listen: 127.0.0.1:9469", "reserved_bits: ignore", "partial_checksum: accept", "max_learned: 4096", "learn_rate: 1000", "mtu: 1450", "type: tap", "level: info",
-		"source_ports: 49152-65535", "transmit: auto", "spin_us: 50", "inline: 16", "transmit_rps: auto", "tap_rps: \"off\"", "rx_ring: 8192", "queue_len: 8192"} {
+		"source_ports: 49152-65535", "transmit: auto", "spin_us: 500", "inline: 16", "transmit_rps: auto", "tap_rps: \"off\"", "rx_ring: 8192", "queue_len: 8192"} {
 		if !strings.Contains(c.Effective(), s) {
 			t.Errorf("Effective() lacks %q:\n%s", s, c.Effective())
 		}
