@@ -246,7 +246,7 @@ type Mode struct {
 	TransmitRPS string
 	// RxRing is mflow's uplink.rx_ring (0: the config's default).
 	RxRing int
-	// EncapCPUs is mflow's steering.cpus.encap ("": not pinned).
+	// EncapCPUs is mflow's steering.cpus.encap (nil: not pinned).
 	EncapCPUs []int
 }
 

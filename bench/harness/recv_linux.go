@@ -84,8 +84,8 @@ type udpReceiver struct {
 	checks []*flowCheck
 	wg     sync.WaitGroup
 	// drops are the datagrams the kernel dropped at these sockets
-	// (receive buffer full), read when they are closed; -1 when they
-	// could not be read.
+	// (receive buffer full), read by drain before it closes them; -1
+	// when they could not be read.
 	drops int64
 }
 
@@ -185,8 +185,9 @@ func (r *udpReceiver) received() uint64 {
 	return n
 }
 
-// drain waits until nothing more arrives for quiet (at most limit), then
-// closes the sockets and waits for the readers.
+// drain waits until nothing more arrives for quiet (at most limit), reads
+// the sockets' drop counts, then closes the sockets and waits for the
+// readers.
 func (r *udpReceiver) drain(quiet, limit time.Duration) {
 	end := time.Now().Add(limit)
 	last, since := r.received(), time.Now()
@@ -198,11 +199,11 @@ func (r *udpReceiver) drain(quiet, limit time.Duration) {
 			break
 		}
 	}
+	r.drops = socketDrops(r.conns)
 	r.close()
 }
 
 func (r *udpReceiver) close() {
-	r.drops = socketDrops(r.conns)
 	for _, c := range r.conns {
 		c.Close()
 	}
